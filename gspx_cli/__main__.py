@@ -1,0 +1,3 @@
+from gspx_cli.cli import main
+
+main()

@@ -1,0 +1,153 @@
+"""Command line: options -> Settings -> delivery.run -> exit code. The only module that imports click."""
+
+import os
+import sys
+
+import click
+
+from gspx_cli import __version__, config, delivery, report
+from gspx_cli.errors import ConfigError, ExitCode, GspxError
+from gspx_cli.ledger import Ledger
+from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES
+
+SEND_EPILOG = """\b
+Examples:
+  # a pipeline: pick identify events out of a dump with jq
+  jq -c 'select(.type == "identify")' dump.ndjson | gspx send -c gspx.yaml
+\b
+  # a gzip backfill that can be resumed, with failures kept for replay
+  gspx send -c gspx.yaml --checkpoint backfill.ckpt --failed-output failed.ndjson events-*.ndjson.gz
+\b
+  # inspect what would be sent, without an API key or a connection
+  gspx send --dry-run -c gspx.yaml events.ndjson | jq '.requests[]?.json'
+"""
+
+
+class _Cli(click.Group):
+    """Turns gspx exceptions into exit codes in one place (STYLE habit 2)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GspxError as exc:
+            click.echo(f"gspx: error: {exc}", err=True)
+            ctx.exit(int(exc.exit_code))
+        except BrokenPipeError:
+            # the reader of stdout went away (e.g. `| head`): stop quietly
+            sys.stdout = open(os.devnull, "w")
+            ctx.exit(int(ExitCode.EVENTS_FAILED))
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gspx")
+def cli():
+    """Forward RudderStack events (NDJSON) to Gainsight PX."""
+
+
+def _config_option(f):
+    return click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                        help="YAML config [default: $GSPX_CONFIG, else ./gspx.yaml].")(f)
+
+
+@cli.command(epilog=SEND_EPILOG)
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@_config_option
+@click.option("--dry-run", is_flag=True, help="Send nothing, need no API key; print the requests as JSON lines.")
+@click.option("--failed-output", type=click.Path(dir_okay=False),
+              help="Append every failed event here, ready to be fixed and sent again.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False),
+              help="Remember how far each input is settled; a rerun skips what is done.")
+@click.option("--concurrency", type=int, help="Requests in flight at once (delivery.concurrency).")
+@click.option("--rate-limit", type=float, help="Requests per second at most (delivery.rate_limit).")
+@click.option("--max-retries", type=int, help="Retries of one request (delivery.max_retries).")
+@click.option("--limit-api-for-group", is_flag=True, default=None, help="The fewer-calls group flow.")
+@click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
+              help="The longest input line accepted.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Write the run's results as JSON to this file.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress display on or off "
+              "[default: on when stderr is a terminal].")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="One line per request on stderr.")
+@click.pass_context
+def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
+         limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
+    """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX."""
+    overrides = {"concurrency": concurrency, "rate_limit": rate_limit, "max_retries": max_retries,
+                 "limit_api_for_group": limit_api_for_group}
+    settings = config.load_settings(config_path, overrides=overrides, require_api_key=not dry_run)
+    reporter = report.Reporter(verbose=verbose, quiet=quiet, progress=progress)
+    for warning in settings.warnings:
+        reporter.warning(settings.source, warning)
+    ledger = Ledger(failed_output=failed_output, checkpoint=None if dry_run else checkpoint)
+    stop = delivery.StopFlag()
+    restore = delivery.install_signal_handlers(stop) if not dry_run else (lambda: None)
+    try:
+        result = delivery.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
+                              max_line_bytes=max_line_bytes, stop=stop)
+    finally:
+        restore()
+    code = exit_code(result)
+    if result.auth_error is not None:
+        reporter.error(str(result.auth_error))
+    reporter.summary(result, failed_output=failed_output, checkpoint=checkpoint)
+    if report_path:
+        report.write_report(report_path, result, exit_code=code, failed_output=failed_output,
+                            checkpoint=checkpoint, dry_run=dry_run)
+    ctx.exit(int(code))
+
+
+def exit_code(result):
+    """CLI.md exit status from what the run did."""
+    if result.stop_reason is not None:
+        return ExitCode(result.stop_reason)
+    return ExitCode.EVENTS_FAILED if result.stats.failed else ExitCode.OK
+
+
+@cli.command()
+@_config_option
+@click.option("--online", is_flag=True, help="Also make one read request to confirm PX accepts the key.")
+@click.pass_context
+def check(ctx, config_path, online):
+    """Validate the config and show the settings in effect."""
+    settings = config.load_settings(config_path, require_api_key=online)
+    reporter = report.Reporter()
+    for warning in settings.warnings:
+        reporter.warning(settings.source, warning)
+    reporter.settings_table(config.describe_settings(settings))
+    if not settings.api_key:
+        reporter.note("note: no api_key (set GSPX_API_KEY): fine for --dry-run, needed to send")
+    if online:
+        delivery.check_key(settings)
+        reporter.note(f"ok: Gainsight PX accepted the API key at {settings.base_url}")
+    ctx.exit(int(ExitCode.OK))
+
+
+@cli.command()
+@click.argument("path", default="gspx.yaml", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path, force):
+    """Write a commented starter config (default ./gspx.yaml)."""
+    if os.path.exists(path) and not force:
+        raise ConfigError("already exists; use --force to overwrite it", file=path)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(config.STARTER_CONFIG)
+    click.echo(f"wrote {path}. Put your product tag key in it, and the API key in GSPX_API_KEY "
+               f"(export GSPX_API_KEY=...), not in the file. Then: gspx check -c {path}", err=True)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay added to every answer.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of requests answered 503.")
+@click.option("--api-key", help="Accept only this key (others get 401); default: any key.")
+def sandbox(port, latency_ms, fail_rate, api_key):
+    """Run a local stand-in of the Gainsight PX API, for rehearsals."""
+    from gspx_cli import sandbox as sb
+
+    sb.serve(port=port, latency_ms=latency_ms, fail_rate=fail_rate, api_key=api_key, out=sys.stderr)
+
+
+def main():
+    """Console-script entry point."""
+    cli(prog_name="gspx")

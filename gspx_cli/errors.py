@@ -1,0 +1,62 @@
+"""Exit codes and the exceptions that carry them; cli.py is the one place that turns them into exits."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit statuses fixed by CLI.md."""
+
+    OK = 0
+    EVENTS_FAILED = 1
+    CONFIG = 2
+    AUTH = 3
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class GspxError(Exception):
+    """Base for errors that end a run; each knows its exit code."""
+
+    exit_code = ExitCode.EVENTS_FAILED
+
+
+class ConfigError(GspxError):
+    """Usage or configuration error: nothing was sent (exit 2)."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, message, *, file=None, key=None):
+        self.file = file
+        self.key = key
+        where = ""
+        if file and key:
+            where = f"{file}: {key}: "
+        elif file:
+            where = f"{file}: "
+        elif key:
+            where = f"{key}: "
+        super().__init__(f"{where}{message}")
+
+
+class AuthRejectedError(GspxError):
+    """Gainsight PX refused the API key (401/403): the run stops (exit 3)."""
+
+    exit_code = ExitCode.AUTH
+
+    def __init__(self, status, base_url, message=""):
+        self.status = status
+        self.base_url = base_url
+        detail = f": {message}" if message else ""
+        super().__init__(
+            f"Gainsight PX refused the API key (HTTP {status}) at {base_url}{detail}. "
+            "Check api_key / GSPX_API_KEY and data_center / base_url."
+        )
+
+
+class PxError(Exception):
+    """A non-2xx answer (or a transport failure, status None) from Gainsight PX."""
+
+    def __init__(self, status, message):
+        self.status = status
+        self.message = message
+        super().__init__(f"HTTP {status}: {message}" if status else message)

@@ -1,0 +1,82 @@
+"""Gainsight PX REST client: one requests.Session, one attempt per call, no retries (delivery decides those)."""
+
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from gspx_cli import jsonio
+
+API_KEY_HEADER = "X-APTRINSIC-API-KEY"  # MAPPING.md "Gainsight PX REST API"
+
+
+@dataclass(frozen=True, slots=True)
+class PxResponse:
+    """What one request came back with; message is PX's error text for non-2xx answers."""
+
+    status: int
+    message: str = ""
+    retry_after: str | None = None
+
+    @property
+    def ok(self):
+        return 200 <= self.status < 300
+
+    @property
+    def conflict(self):
+        """A create refused because the object already exists (MAPPING.md group, last paragraph)."""
+        return self.status == 409 or (self.status == 400 and "already exist" in self.message.lower())
+
+    @property
+    def missing(self):
+        """PX says the object does not exist (MAPPING.md fewer-calls flow)."""
+        return self.status == 404 or (self.status == 400 and "not found" in self.message.lower())
+
+
+class PxClient:
+    """Makes single requests to one PX base URL with the API key header."""
+
+    def __init__(self, base_url, api_key, *, timeout=10.0, pool_size=8, session=None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        # urllib3 must not retry on its own: every attempt has to pass the rate limiter and be counted
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.session.headers.update(
+            {API_KEY_HEADER: api_key or "", "Content-Type": "application/json", "Accept": "application/json"}
+        )
+
+    def request(self, method, path, body=None):
+        """One attempt; transport failures raise requests.RequestException."""
+        data = None if body is None else jsonio.dumps(body).encode("utf-8")
+        resp = self.session.request(method, self.base_url + path, data=data, timeout=self.timeout)
+        try:
+            if 200 <= resp.status_code < 300:
+                return PxResponse(resp.status_code)
+            return PxResponse(resp.status_code, error_message(resp), resp.headers.get("Retry-After"))
+        finally:
+            resp.close()
+
+    def close(self):
+        self.session.close()
+
+
+def error_message(resp):
+    """PX's own error text when the body has one, else a short description of the answer."""
+    text = resp.text[:2000]
+    try:
+        payload = jsonio.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        inner = payload.get("externalapierror")
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        for key in ("message", "error", "errorMessage"):
+            if isinstance(payload.get(key), str) and payload[key]:
+                return payload[key]
+    reason = resp.reason or ""
+    snippet = " ".join(text.split())[:200]
+    return f"{reason} {snippet}".strip() or f"HTTP {resp.status_code}"

@@ -1,0 +1,206 @@
+"""RetryPolicy, RateLimiter, Sender and Executor without a real server or real sleeping."""
+
+import email.utils
+import time
+
+import pytest
+
+from gspx_cli.delivery import (Decision, Executor, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
+                               StopFlag)
+from gspx_cli.errors import AuthRejectedError, ExitCode, PxError
+from gspx_cli.plan import Plan, RequireUser, Upsert, Write
+from gspx_cli.px import PxClient
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, None])  # None: timeout / connection error
+def test_retryable_answers_are_retried_with_a_delay(status):
+    decision = RetryPolicy(5, rand=lambda: 0.5).decide(0, status)
+    assert decision.action == "retry" and decision.delay > 0
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 422])
+def test_other_4xx_fail_without_retry(status):
+    assert RetryPolicy(5).decide(0, status) == Decision("fail")
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_key_stops_the_run(status):
+    assert RetryPolicy(5).decide(0, status).action == "stop"
+
+
+def test_retries_stop_after_max_retries():
+    policy = RetryPolicy(2, rand=lambda: 0.0)
+    assert policy.decide(1, 503).action == "retry"
+    assert policy.decide(2, 503) == Decision("fail")
+
+
+def test_backoff_doubles_and_is_capped_with_jitter_inside_the_band():
+    low = RetryPolicy(10, rand=lambda: 0.0, base=1.0, cap=8.0)
+    high = RetryPolicy(10, rand=lambda: 0.999, base=1.0, cap=8.0)
+    assert [low.decide(n, 503).delay for n in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert [round(high.decide(n, 503).delay, 2) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_retry_after_seconds_is_honoured_when_longer_than_backoff():
+    assert RetryPolicy(5, rand=lambda: 0.0).decide(0, 429, "7").delay == 7.0
+
+
+def test_retry_after_http_date_is_understood():
+    when = email.utils.formatdate(time.time() + 20, usegmt=True)
+    delay = RetryPolicy(5, rand=lambda: 0.0).decide(0, 503, when).delay
+    assert 15 <= delay <= 21
+
+
+def test_retry_after_is_capped_and_garbage_ignored():
+    policy = RetryPolicy(5, rand=lambda: 0.0)
+    assert policy.decide(0, 429, "86400").delay == 60.0
+    assert policy.decide(0, 429, "soon").delay == 0.25
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_rate_limiter_spaces_requests_evenly():
+    clock = FakeClock()
+    limiter = RateLimiter(4, clock=clock, sleep=clock.sleep)
+    stamps = []
+    for _ in range(9):
+        limiter.acquire()
+        stamps.append(clock.now)
+    assert [round(b - a, 6) for a, b in zip(stamps, stamps[1:])] == [0.25] * 8
+    # in any one-second window at most rate + 1 requests start
+    assert max(sum(1 for s in stamps if t <= s < t + 1) for t in stamps) <= 5
+
+
+def test_rate_limiter_does_not_bank_idle_time_into_a_burst():
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    clock.now += 60  # idle for a minute
+    for _ in range(3):
+        limiter.acquire()
+    assert clock.sleeps == pytest.approx([0.1, 0.1])
+
+
+def _sender(fake_px, *, max_retries=3, stop=None):
+    px, base_url = fake_px
+    stats = RequestStats()
+    client = PxClient(base_url, "test-key-123", timeout=5)
+    policy = RetryPolicy(max_retries, base=0.001, cap=0.002)
+    return Sender(client, policy, RateLimiter(10_000), stop or StopFlag(), stats), stats
+
+
+def test_sender_retries_503_until_success_and_counts_retries(fake_px):
+    px, _ = fake_px
+    px.fail_first = 2
+    sender, stats = _sender(fake_px)
+    resp = sender.call("POST", "/events/custom", {"identifyId": "u", "eventName": "e"})
+    assert resp.ok
+    assert len(px.events) == 1
+    assert stats.total == 3 and stats.retries == 2
+
+
+def test_sender_gives_up_after_max_retries_with_px_message(fake_px):
+    px, _ = fake_px
+    px.fail_first = 10
+    sender, _ = _sender(fake_px, max_retries=2)
+    with pytest.raises(PxError) as info:
+        sender.call("GET", "/users/u1")
+    assert info.value.status == 503 and "gave up after 2 retries" in info.value.message
+
+
+def test_sender_raises_auth_rejected_on_401_with_base_url(fake_px):
+    px, base_url = fake_px
+    px.api_key = "the-right-key"
+    sender, stats = _sender(fake_px)
+    with pytest.raises(AuthRejectedError) as info:
+        sender.call("GET", "/users/u1")
+    assert info.value.status == 401 and base_url in str(info.value)
+    assert "test-key-123" not in str(info.value)
+    assert stats.total == 1
+
+
+def test_sender_retries_dropped_connections(fake_px):
+    px, _ = fake_px
+    px.drop_first = 1
+    sender, stats = _sender(fake_px)
+    assert sender.call("POST", "/events/custom", {"identifyId": "u", "eventName": "e"}).ok
+    assert len(px.events) == 1 and stats.retries == 1
+
+
+def test_sender_does_not_wait_out_a_backoff_once_stopped(fake_px):
+    px, _ = fake_px
+    px.fail_first = 5
+    stop = StopFlag()
+    stop.set(ExitCode.SIGINT)
+    sender, stats = _sender(fake_px, stop=stop)
+    with pytest.raises(Interrupted):
+        sender.call("GET", "/users/u1")
+    assert stats.total == 1
+
+
+def _user_plan(uid, body=None):
+    body = body or {"type": "USER", "propertyKeys": ["AP-1"]}
+    return Plan("identify", uid, (Upsert("user", uid, body, {**body, "identifyId": uid}),))
+
+
+def _calls(px):
+    return [(r.method, r.path) for r in px.requests]
+
+
+def test_identify_posts_for_new_user_then_puts_without_lookup_on_repeat(fake_px):
+    px, _ = fake_px
+    sender, _ = _sender(fake_px)
+    ex = Executor(sender)
+    ex.execute(_user_plan("u1"))
+    ex.execute(_user_plan("u1"))
+    assert _calls(px) == [("GET", "/v1/users/u1"), ("POST", "/v1/users"), ("PUT", "/v1/users/u1")]
+
+
+def test_create_conflict_falls_back_to_put_with_update_body(fake_px):
+    px, _ = fake_px
+    sender, _ = _sender(fake_px)
+    ex = Executor(sender)
+    update = {"name": "Acme", "propertyKeys": ["AP-1"]}
+    step = Upsert("account", "g1", update, {**update, "id": "g1", "createDate": 5})
+    px.accounts["g1"] = {"id": "g1"}
+    ex._known["account"].discard("g1")
+    # the lookup says missing (someone else creates it in between): simulate by answering GET 404 once
+    px.fail_next(1, 404)
+    ex.execute(Plan("group", "u1", (step,)))
+    assert [(r.method, r.path, r.status) for r in px.requests][-2:] == [
+        ("POST", "/v1/accounts", 409), ("PUT", "/v1/accounts/g1", 200)]
+    assert px.requests[-1].body == update
+
+
+def test_group_for_unknown_user_fails_saying_identify_first(fake_px):
+    sender, _ = _sender(fake_px)
+    plan = Plan("group", "ghost", (RequireUser("ghost"), Write("PUT", "/users/ghost", {"accountId": "g"})))
+    with pytest.raises(PxError, match="identify for this user must come first"):
+        Executor(sender).execute(plan)
+
+
+def test_put_first_creates_only_when_put_says_missing(fake_px):
+    px, _ = fake_px
+    sender, _ = _sender(fake_px)
+    body = {"name": "Acme"}
+    step = Upsert("account", "g1", body, {**body, "id": "g1"}, put_first=True)
+    Executor(sender).execute(Plan("group", "u1", (step,)))
+    assert _calls(px) == [("PUT", "/v1/accounts/g1"), ("POST", "/v1/accounts")]
+
+
+def test_account_without_name_fails_with_create_error(fake_px):
+    sender, _ = _sender(fake_px)
+    step = Upsert("account", "g1", {}, None, create_error="cannot create account 'g1' without a name")
+    with pytest.raises(PxError, match="without a name"):
+        Executor(sender).execute(Plan("group", "u1", (step,)))
