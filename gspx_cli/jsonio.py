@@ -11,14 +11,25 @@ def _reject_constant(name):
     raise JsonError(f"non-standard JSON number ({name})")
 
 
-_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text):
+    value = float(text)
+    if value in (_INF, -_INF):  # 1e400: valid JSON syntax, but no strict JSON body can carry it
+        raise JsonError(f"non-standard JSON number ({text} is out of range)")
+    return value
+
+
+_INF = float("inf")
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def loads(text):
     """Parse one JSON text (str); raises JsonError with a short reason."""
     try:
-        return _decoder.decode(text)
+        value = _decoder.decode(text)
+        if "\\ud" in text or "\\uD" in text:
+            _reject_lone_surrogates(value)
+        return value
     except JsonError:
         raise
     except json.JSONDecodeError as exc:
@@ -32,3 +43,11 @@ def loads(text):
 def dumps(obj):
     """Compact strict JSON text, non-ASCII kept as is."""
     return _encoder.encode(obj)
+
+
+def _reject_lone_surrogates(value):
+    # "\ud800" parses into a str that cannot be encoded as UTF-8, so no body could ever carry it
+    try:
+        _encoder.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise JsonError("not valid JSON text: a \\u escape is a lone surrogate") from None
