@@ -1,6 +1,7 @@
 """Command line: options -> Settings -> delivery.run -> exit code. The only module that imports click."""
 
 import os
+import signal
 import sys
 
 import click
@@ -49,7 +50,7 @@ def _config_option(f):
                         help="YAML config [default: $GSPX_CONFIG, else ./gspx.yaml].")(f)
 
 
-@cli.command(epilog=SEND_EPILOG)
+@cli.command(epilog=SEND_EPILOG, short_help="Send events from NDJSON files or stdin to Gainsight PX.")
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Send nothing, need no API key; print the requests as JSON lines.")
@@ -64,15 +65,23 @@ def _config_option(f):
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Write the run's results as JSON to this file.")
-@click.option("--progress/--no-progress", default=None, help="Force the progress display on or off "
+              help="Write the run's counts as JSON to this file (keys in the README).")
+@click.option("--progress/--no-progress", default=None, help="Force the progress display on stderr on or off "
               "[default: on when stderr is a terminal].")
-@click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr.")
-@click.option("-v", "--verbose", is_flag=True, help="One line per request on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr: no progress, warnings or summary.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="One line per request on stderr: method, URL, status, milliseconds, attempt.")
 @click.pass_context
 def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
          limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
-    """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX."""
+    """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX.
+
+    Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
+    Exit status: 0 all delivered or skipped, 1 some events failed, 2 usage or config error,
+    3 API key refused, 130/143 interrupted.
+    """
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose cannot be used together")
     overrides = {"concurrency": concurrency, "rate_limit": rate_limit, "max_retries": max_retries,
                  "limit_api_for_group": limit_api_for_group}
     settings = config.load_settings(config_path, overrides=overrides, require_api_key=not dry_run)
@@ -80,21 +89,33 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     for warning in settings.warnings:
         reporter.warning(settings.source, warning)
     ledger = Ledger(failed_output=failed_output, checkpoint=None if dry_run else checkpoint)
+    report_file = _open_report(report_path)
     stop = delivery.StopFlag()
     restore = delivery.install_signal_handlers(stop) if not dry_run else (lambda: None)
-    try:
+    try:  # our handlers stay until the summary and report are out: a Ctrl-C there is no KeyboardInterrupt
         result = delivery.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
                               max_line_bytes=max_line_bytes, stop=stop)
+        code = exit_code(result)
+        if result.auth_error is not None:
+            reporter.error(str(result.auth_error))
+        reporter.summary(result, failed_output=failed_output, checkpoint=checkpoint)
+        if report_file:
+            with report_file:
+                report.write_report(report_file, result, exit_code=code, failed_output=failed_output,
+                                    checkpoint=checkpoint, dry_run=dry_run, elapsed=reporter.elapsed(result.stats))
     finally:
         restore()
-    code = exit_code(result)
-    if result.auth_error is not None:
-        reporter.error(str(result.auth_error))
-    reporter.summary(result, failed_output=failed_output, checkpoint=checkpoint)
-    if report_path:
-        report.write_report(report_path, result, exit_code=code, failed_output=failed_output,
-                            checkpoint=checkpoint, dry_run=dry_run)
     ctx.exit(int(code))
+
+
+def _open_report(path):
+    """Open --report before anything is sent, so an unwritable path is a usage error (exit 2), not a lost report."""
+    if not path:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report: {exc.strerror}", file=path) from None
 
 
 def exit_code(result):
@@ -128,9 +149,14 @@ def check(ctx, config_path, online):
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path, force):
     """Write a commented starter config (default ./gspx.yaml)."""
-    if os.path.exists(path) and not force:
-        raise ConfigError("already exists; use --force to overwrite it", file=path)
-    with open(path, "w", encoding="utf-8") as fh:
+    try:
+        # O_EXCL refuses an existing file atomically; 0o600 because the file may later hold api_key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL), 0o600)
+    except FileExistsError:
+        raise ConfigError("already exists; use --force to overwrite it", file=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror}", file=path) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(config.STARTER_CONFIG)
     click.echo(f"wrote {path}. Put your product tag key in it, and the API key in GSPX_API_KEY "
                f"(export GSPX_API_KEY=...), not in the file. Then: gspx check -c {path}", err=True)
@@ -145,6 +171,12 @@ def sandbox(port, latency_ms, fail_rate, api_key):
     """Run a local stand-in of the Gainsight PX API, for rehearsals."""
     from gspx_cli import sandbox as sb
 
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt  # `kill` stops it like Ctrl-C: with the summary of what it received
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C, or `kill -INT` even when started with `&` from a script (which would ignore SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sb.serve(port=port, latency_ms=latency_ms, fail_rate=fail_rate, api_key=api_key, out=sys.stderr)
 
 

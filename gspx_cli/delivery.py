@@ -1,23 +1,20 @@
-"""Executes Plans: worker pool with per-user order, rate limiter, retry policy, known-to-exist cache, stop flag."""
+"""Executes Plans: workers fed per user (order kept), rate limiter, retry policy, known-to-exist cache, stop flag."""
 
-import queue
 import random
 import signal
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
-import requests
-from urllib3.exceptions import InvalidHeader
-from urllib3.util.retry import Retry
+# requests and urllib3 (and px, built on them) are imported where a real send first needs them:
+# a dry run never does, and importing them is ~0.2 s of its start-up (issue 5).
 
 from gspx_cli.errors import AuthRejectedError, ExitCode, GspxError, PxError
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper
 from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Upsert, Write, create_path, object_path
-from gspx_cli.px import PxClient
 from gspx_cli.reader import ReadStats, iter_records
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})  # issue 3; other 4xx are final
@@ -25,8 +22,9 @@ AUTH_STATUSES = frozenset({401, 403})  # MAPPING.md: the key is refused, the run
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubled each time
 BACKOFF_CAP = 30.0
 RETRY_AFTER_CAP = 60.0  # a server asking for longer is not obeyed beyond this
-QUEUE_PER_WORKER = 64  # bounds memory: the reader waits when workers are this far behind
+QUEUE_PER_WORKER = 64  # bounds memory: the reader waits when concurrency x this many events are queued
 CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
+KNOWN_CACHE_SIZE = 200_000  # ids remembered as existing, per kind; forgetting one costs one GET, never an error
 
 
 class Interrupted(Exception):
@@ -44,7 +42,7 @@ class Decision:
 class RetryPolicy:
     """The whole retry rule in one place; reads no clock, so it is tested without sleeping."""
 
-    _parser = Retry(0)  # urllib3 already parses Retry-After (seconds or HTTP date)
+    _parser = None  # urllib3's Retry(0) already parses Retry-After (seconds or HTTP date); made on first use
 
     def __init__(self, max_retries, *, rand=random.random, base=BACKOFF_BASE, cap=BACKOFF_CAP):
         self.max_retries = max_retries
@@ -70,6 +68,11 @@ class RetryPolicy:
     def retry_after_seconds(self, value):
         if not value:
             return None
+        from urllib3.exceptions import InvalidHeader
+        from urllib3.util.retry import Retry
+
+        if RetryPolicy._parser is None:
+            RetryPolicy._parser = Retry(0)
         try:
             return min(RETRY_AFTER_CAP, max(0.0, self._parser.parse_retry_after(value)))
         except InvalidHeader:
@@ -121,6 +124,7 @@ def install_signal_handlers(stop):
 
     def handler(signum, frame):
         if stop.is_set() and signum == signal.SIGINT:
+            os.write(2, b"gspx: aborted at once (second Ctrl-C); the checkpoint is as last saved\n")
             os._exit(ExitCode.SIGINT)
         stop.set(ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM)
 
@@ -134,6 +138,7 @@ class RequestStats:
 
     by_kind: Counter = field(default_factory=Counter)  # "POST /users" -> n
     by_status: Counter = field(default_factory=Counter)
+    by_event_type: Counter = field(default_factory=Counter)  # "track" -> requests made for track events
     retries: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -141,9 +146,11 @@ class RequestStats:
     def total(self):
         return sum(self.by_kind.values())
 
-    def count(self, kind, status, retry):
+    def count(self, kind, status, retry, event_type=None):
         with self.lock:
             self.by_kind[kind] += 1
+            if event_type:
+                self.by_event_type[event_type] += 1
             self.by_status[status] += 1
             if retry:
                 self.retries += 1
@@ -160,21 +167,30 @@ class Sender:
         self._stats = stats
         self._on_request = on_request
 
-    def call(self, method, path, body=None):
-        """The final PxResponse (2xx or a non-retryable answer); raises PxError when retries run out."""
+    def call(self, method, path, body=None, event_type=None):
+        """The final PxResponse (2xx or a non-retryable answer); raises PxError when retries run out.
+
+        Every attempt passes the shared rate limiter and is counted: the retry loop is ours, not urllib3's.
+        After a SIGINT/SIGTERM the event in flight still finishes, but no retry wait is sat out;
+        after a refused key nothing more is sent.
+        """
+        import requests
+
         kind = f"{method} {_path_kind(path)}"
         retries = 0
         while True:
             if self._stop.reason == ExitCode.AUTH:
                 raise Interrupted()
             self._limiter.acquire()
+            if self._stop.reason == ExitCode.AUTH:  # the key was refused while this one waited its turn
+                raise Interrupted()
             started = time.perf_counter()
             try:
                 resp = self._client.request(method, path, body)
                 status, error = resp.status, None
             except requests.RequestException as exc:
                 resp, status, error = None, None, _describe_exception(exc, self._client.timeout)
-            self._stats.count(kind, status or "error", retries > 0)
+            self._stats.count(kind, status or "error", retries > 0, event_type)
             if self._on_request:
                 ms = (time.perf_counter() - started) * 1000
                 self._on_request(method, self._client.base_url + path, status or error, ms, retries + 1)
@@ -199,6 +215,8 @@ def _path_kind(path):
 
 
 def _describe_exception(exc, timeout):
+    import requests
+
     if isinstance(exc, requests.Timeout):
         return f"no answer within {timeout:g}s (timeout)"
     if isinstance(exc, requests.ConnectionError):
@@ -206,14 +224,46 @@ def _describe_exception(exc, timeout):
     return f"request failed ({type(exc).__name__})"
 
 
+class _KnownIds:
+    """Ids known to exist in PX, shared by the workers; bounded, oldest forgotten first (an extra GET)."""
+
+    def __init__(self, limit=KNOWN_CACHE_SIZE):
+        self._ids = {}  # insertion-ordered: the oldest comes first
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def __contains__(self, object_id):
+        return object_id in self._ids
+
+    def add(self, object_id):
+        with self._lock:
+            self._ids[object_id] = None
+            if len(self._ids) > self._limit:
+                del self._ids[next(iter(self._ids))]
+
+    def discard(self, object_id):
+        with self._lock:
+            self._ids.pop(object_id, None)
+
+
 class Executor:
-    """Carries out a Plan's steps (MAPPING.md flows), remembering which users and accounts exist."""
+    """Carries out a Plan's steps (MAPPING.md flows), remembering which users and accounts exist.
+
+    One Executor serves all workers. Two workers may race to create one account (two users of a new
+    account): both see 404, one POST wins and the other gets 409, which falls back to the PUT.
+    """
 
     def __init__(self, sender):
-        self._call = sender.call
-        self._known = {"user": set(), "account": set()}
+        self._sender = sender
+        self._local = threading.local()  # the event type of the plan this thread is executing
+        self._known = {"user": _KnownIds(), "account": _KnownIds()}
+
+    def _call(self, method, path, body=None):
+        return self._sender.call(method, path, body, event_type=getattr(self._local, "type", None))
 
     def execute(self, plan):
+        """Make the requests of one event, in order; raises PxError when the event fails."""
+        self._local.type = plan.type
         for step in plan.steps:
             if isinstance(step, Write):
                 self._check(self._call(step.method, step.path, step.body), step.method, step.path)
@@ -282,38 +332,65 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
     stop = stop or StopFlag()
     read_stats = ReadStats()
     req_stats = RequestStats()
-    skip = ledger.checkpoint.skip_lines() if ledger.checkpoint and not dry_run else None
+    checkpoint = ledger.checkpoint if not dry_run else None
+    skip = checkpoint.skip_lines() if checkpoint else None
     records = iter_records(paths, max_line_bytes=max_line_bytes, skip_lines=skip, stats=read_stats, stdin=stdin)
     mapper = Mapper(settings)
     result = RunResult(ledger.stats, req_stats, read_stats)
     reporter.start(ledger.stats, req_stats, read_stats, dry_run=dry_run)
+    saver = _Saver(ledger if checkpoint else None)
     pool = None
     try:
         if not dry_run:
-            pool = _Pool(settings, reporter, ledger, stop, req_stats, session)
-        _dispatch(records, mapper, settings, reporter, ledger, stop, pool)
+            pool = _Pool(settings, reporter, ledger, stop, req_stats, session, saver)
+        _dispatch(records, mapper, settings, reporter, ledger, stop, pool, saver)
         if pool:
-            pool.finish(ledger)
+            pool.finish()
     finally:
         if pool:
             pool.close()
-        ledger.close()
+        ledger.close()  # saves the checkpoint, also after a stop or an error
         reporter.stop()
     result.stop_reason = stop.reason
     result.auth_error = stop.auth_error
     return result
 
 
-def _dispatch(records, mapper, settings, reporter, ledger, stop, pool):
-    map_event = mapper.map
-    last_save = time.monotonic()
-    for n, group in enumerate(_by_line(records)):
-        if stop.is_set():
+class _Saver:
+    """Saves the checkpoint at most every CHECKPOINT_EVERY seconds, from the main thread only."""
+
+    def __init__(self, ledger, every=CHECKPOINT_EVERY):
+        self._ledger = ledger
+        self._every = every
+        self._next = time.monotonic() + every
+
+    def maybe(self):
+        if self._ledger is not None and time.monotonic() >= self._next:
+            self._ledger.save_checkpoint()
+            self._next = time.monotonic() + self._every
+
+
+def _dispatch(records, mapper, settings, reporter, ledger, stop, pool, saver):
+    # per-event loop: bound methods and settings looked up once (issue 5 profile)
+    map_event, is_stopped, settle, base_url = mapper.map, stop.is_set, ledger.settle, settings.base_url
+    dry_run = reporter.dry_run if pool is None else None
+    checkpoint = ledger.checkpoint if pool is not None else None
+    resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
+    for group in _by_line(records):
+        if is_stopped():
             break
-        ledger.open_line(group)
+        saver.maybe()
+        indices = None
+        if resuming:  # events an earlier run settled beyond its prefix are not sent again
+            kept = [(i, r) for i, r in enumerate(group) if not checkpoint.already_settled(r, i)]
+            if not kept:
+                continue
+            if len(kept) < len(group):
+                indices, group = [i for i, _ in kept], [r for _, r in kept]
+        ledger.open_line(group, indices)
         for record in group:
-            if stop.is_set():
-                ledger.settle(record, INTERRUPTED)
+            if is_stopped():
+                settle(record, INTERRUPTED)
                 continue
             if record.problem is not None:
                 result = Invalid(record.problem)
@@ -326,23 +403,20 @@ def _dispatch(records, mapper, settings, reporter, ledger, stop, pool):
                 reporter.warning(record.where, warning)
                 ledger.warn()
             if type(result) is Plan:
-                if pool is None:
-                    reporter.dry_run(record, result, settings.base_url)
-                    ledger.settle(record, DELIVERED, event_type=result.type)
+                if dry_run is not None:
+                    dry_run(record, result, base_url)
+                    settle(record, DELIVERED, None, result.type)
                 else:
                     pool.submit(record, result)
             elif type(result) is Skipped:
-                if pool is None:
-                    reporter.dry_run(record, result, settings.base_url)
-                ledger.settle(record, SKIPPED, result.reason, result.type)
+                if dry_run is not None:
+                    dry_run(record, result, base_url)
+                settle(record, SKIPPED, result.reason, result.type)
             else:
-                if pool is None:
-                    reporter.dry_run(record, result, settings.base_url)
+                if dry_run is not None:
+                    dry_run(record, result, base_url)
                 reporter.event_failed(record.where, result.message)
-                ledger.settle(record, INVALID, result.message, result.type)
-        if pool is not None and n % 256 == 0 and time.monotonic() - last_save > CHECKPOINT_EVERY:
-            ledger.save_checkpoint()
-            last_save = time.monotonic()
+                settle(record, INVALID, result.message, result.type)
 
 
 def _by_line(records):
@@ -358,81 +432,144 @@ def _by_line(records):
         yield group
 
 
-class _Pool:
-    """Workers, each owning the users whose id hashes to it, so one user's events stay in input order."""
+class _UserQueues:
+    """Events waiting to be sent, one FIFO per user; a user is handed to one worker at a time.
 
-    def __init__(self, settings, reporter, ledger, stop, req_stats, session):
+    This keeps each user's events in input order while any idle worker can take any other user,
+    so one busy user never holds up the rest (as a fixed user -> worker shard would, once the
+    reader blocks on that worker's full queue). At most `limit` events wait in all: the reader
+    blocks beyond that, so memory stays flat whatever the input size.
+    """
+
+    def __init__(self, limit):
+        self._cond = threading.Condition()
+        self._waiting = {}  # user -> deque of items not yet started
+        self._ready = deque()  # users with waiting items and none in flight, oldest first
+        self._busy = set()  # users with an item in flight
+        self._size = 0
+        self._limit = limit
+        self._closed = False
+
+    def put(self, user, item, timeout):
+        """Queue item for user; False when there was no room within timeout."""
+        with self._cond:
+            if self._size >= self._limit and not self._cond.wait_for(lambda: self._size < self._limit, timeout):
+                return False
+            waiting = self._waiting.get(user)
+            if waiting is None:
+                waiting = self._waiting[user] = deque()
+                if user not in self._busy:
+                    self._ready.append(user)
+                    self._cond.notify_all()
+            waiting.append(item)
+            self._size += 1
+            return True
+
+    def get(self):
+        """(user, item) of the oldest ready user, marking the user busy; None once closed and empty."""
+        with self._cond:
+            while not self._ready:
+                if self._closed and self._size == 0:
+                    return None
+                self._cond.wait()
+            user = self._ready.popleft()
+            waiting = self._waiting[user]
+            item = waiting.popleft()
+            if not waiting:
+                del self._waiting[user]
+            self._busy.add(user)
+            self._size -= 1
+            self._cond.notify_all()  # room for the reader (and, when closed and empty, idle workers leave)
+            return user, item
+
+    def done(self, user):
+        """The user's item is settled: its next one (if any) may go."""
+        with self._cond:
+            self._busy.discard(user)
+            if user in self._waiting:
+                self._ready.append(user)
+                self._cond.notify_all()
+
+    def close(self):
+        """No more puts; workers leave once everything queued has been taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class _Pool:
+    """Workers fed from per-user queues, so one user's events go in input order and users run in parallel."""
+
+    def __init__(self, settings, reporter, ledger, stop, req_stats, session, saver):
+        from gspx_cli.px import PxClient
+
         d = settings.delivery
         self._client = PxClient(settings.base_url, settings.api_key, timeout=d.timeout,
                                 pool_size=d.concurrency, session=session)
-        sender = Sender(self._client, RetryPolicy(d.max_retries), RateLimiter(d.rate_limit), stop, req_stats,
+        policy = RetryPolicy(d.max_retries, base=BACKOFF_BASE)  # read now, so tests can shorten it
+        sender = Sender(self._client, policy, RateLimiter(d.rate_limit), stop, req_stats,
                         on_request=reporter.request if reporter.verbose else None)
         self._executor = Executor(sender)
         self._reporter = reporter
         self._ledger = ledger
         self._stop = stop
-        self._queues = [queue.Queue(QUEUE_PER_WORKER) for _ in range(d.concurrency)]
-        self._threads = [threading.Thread(target=self._work, args=(q,), daemon=True, name=f"gspx-{i}")
-                         for i, q in enumerate(self._queues)]
+        self._saver = saver
+        self._queues = _UserQueues(QUEUE_PER_WORKER * d.concurrency)
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"gspx-{i}")
+                         for i in range(d.concurrency)]
         for t in self._threads:
             t.start()
 
     def submit(self, record, plan):
-        q = self._queues[hash(plan.user_id) % len(self._queues)]
-        while True:
-            try:
-                q.put((record, plan), timeout=0.2)
+        while not self._queues.put(plan.user_id, (record, plan), timeout=0.2):
+            if self._stop.is_set():
+                self._ledger.settle(record, INTERRUPTED, event_type=plan.type)
                 return
-            except queue.Full:
-                if self._stop.is_set():
-                    self._ledger.settle(record, INTERRUPTED, event_type=plan.type)
-                    return
+            self._saver.maybe()
 
-    def finish(self, ledger):
-        for q in self._queues:
-            while True:
-                try:
-                    q.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-        last_save = time.monotonic()
+    def finish(self):
+        """Let the workers empty the queues (after a stop they only mark what is left), then join them."""
+        self._queues.close()
         for t in self._threads:
             while t.is_alive():
                 t.join(0.2)
-                if time.monotonic() - last_save > CHECKPOINT_EVERY:
-                    ledger.save_checkpoint()
-                    last_save = time.monotonic()
+                self._saver.maybe()
 
     def close(self):
         self._client.close()
 
-    def _work(self, q):
-        ledger, stop = self._ledger, self._stop
+    def _work(self):
         while True:
-            item = q.get()
-            if item is None:
+            got = self._queues.get()
+            if got is None:
                 return
-            record, plan = item
-            if stop.is_set():
-                ledger.settle(record, INTERRUPTED, event_type=plan.type)
-                continue
+            user, (record, plan) = got
             try:
-                self._executor.execute(plan)
-            except PxError as exc:
-                self._reporter.event_failed(record.where, exc.message)
-                ledger.settle(record, FAILED, exc.message, plan.type)
-            except AuthRejectedError as exc:
-                stop.set(ExitCode.AUTH, exc)
-                ledger.settle(record, INTERRUPTED, event_type=plan.type)
-            except Interrupted:
-                ledger.settle(record, INTERRUPTED, event_type=plan.type)
-            except Exception as exc:  # a bug must fail one event, never lose it or kill the worker
-                msg = f"internal error: {type(exc).__name__}: {exc}"
-                self._reporter.event_failed(record.where, msg)
-                ledger.settle(record, FAILED, msg, plan.type)
-            else:
-                ledger.settle(record, DELIVERED, event_type=plan.type)
+                self._deliver(record, plan)
+            finally:
+                self._queues.done(user)
+
+    def _deliver(self, record, plan):
+        ledger, stop = self._ledger, self._stop
+        if stop.is_set():  # queued, never started: not settled, so a resume sends it
+            ledger.settle(record, INTERRUPTED, event_type=plan.type)
+            return
+        try:
+            self._executor.execute(plan)
+        except PxError as exc:
+            self._reporter.event_failed(record.where, exc.message)
+            ledger.settle(record, FAILED, exc.message, plan.type)
+        except AuthRejectedError as exc:
+            stop.set(ExitCode.AUTH, exc)
+            ledger.settle(record, INTERRUPTED, event_type=plan.type)
+        except Interrupted:
+            ledger.settle(record, INTERRUPTED, event_type=plan.type)
+        except Exception as exc:  # a bug must fail one event, never lose it or kill the worker
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            self._reporter.event_failed(record.where, msg)
+            ledger.settle(record, FAILED, msg, plan.type)
+        else:
+            ledger.settle(record, DELIVERED, event_type=plan.type)
 
 
 KEY_PROBE_ID = "gspx-check-key-probe"  # a user that need not exist: a 404 proves the key was accepted
@@ -440,6 +577,10 @@ KEY_PROBE_ID = "gspx-check-key-probe"  # a user that need not exist: a 404 prove
 
 def check_key(settings):
     """One cheap read request; raises AuthRejectedError when PX refuses the key."""
+    import requests
+
+    from gspx_cli.px import PxClient
+
     client = PxClient(settings.base_url, settings.api_key, timeout=settings.delivery.timeout, pool_size=1)
     try:
         resp = client.request("GET", object_path("user", KEY_PROBE_ID))

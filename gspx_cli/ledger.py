@@ -55,21 +55,29 @@ class Ledger:
         self._lock = threading.Lock()
         self._failed_path = failed_output
         self._failed_file = None
+        self._save_lock = threading.Lock()
         self.checkpoint = Checkpoint(checkpoint) if checkpoint else None
 
-    def open_line(self, records):
-        """Register the records read from one input line, before any of them is settled."""
+    def open_line(self, records, indices=None):
+        """Register the records read from one input line, before any of them is settled.
+
+        indices: each record's position among the events of its line (a batch), when some were
+        filtered out because an earlier run settled them; default 0, 1, 2, ...
+        """
         with self._lock:
             self.stats.read += len(records)
             if self.checkpoint:
-                self.checkpoint.opened(records[0], len(records))
+                self.checkpoint.opened(records, indices)
 
     def settle(self, record, outcome, reason=None, event_type=None):
         """Record the one outcome of a record; failed and invalid ones go to the failed output."""
         with self._lock:
             st = self.stats
             st.outcomes[outcome] += 1
-            st.by_type.setdefault(event_type or "unknown", Counter())[outcome] += 1
+            by_type = st.by_type.get(event_type or "unknown")
+            if by_type is None:  # not setdefault(..., Counter()): that builds a Counter per event
+                by_type = st.by_type[event_type or "unknown"] = Counter()
+            by_type[outcome] += 1
             if outcome in (FAILED, INVALID):
                 key = _QUOTED.sub("…", reason or outcome)
                 entry = st.reasons.get(key)
@@ -103,73 +111,152 @@ class Ledger:
         self.stats.failed_output_lines += 1
 
     def save_checkpoint(self):
-        with self._lock:
-            if self.checkpoint:
-                self.checkpoint.save()
+        """Write the checkpoint now; the file is written outside the lock so workers never wait on fsync."""
+        if not self.checkpoint:
+            return
+        with self._save_lock:  # one writer at a time, so an older snapshot never lands last
+            with self._lock:
+                data = self.checkpoint.snapshot()
+            self.checkpoint.write(data)
 
     def close(self):
         with self._lock:
             if self._failed_file:
                 self._failed_file.close()
                 self._failed_file = None
-            if self.checkpoint:
-                self.checkpoint.save()
+        self.save_checkpoint()
 
 
 class Checkpoint:
-    """Per input, the longest prefix of lines that is fully settled; saved atomically."""
+    """Per input, the longest prefix of lines that is fully settled; saved atomically (STYLE habit 9).
+
+    Workers settle lines out of order, so when a run stops, some lines beyond the prefix are already
+    delivered while earlier ones were never sent. Those are saved too (`settled_after`, and
+    `settled_parts` for batch lines settled in part, by event index), so a resume skips them and
+    a clean stop leaves no duplicates. Both lists stay small: they only cover what was in flight.
+    """
 
     def __init__(self, path):
         self.path = path
-        self.done = load_checkpoint(path)  # source key -> settled line count
+        self.done, self._prior = _load_state(path)  # key -> prefix; key -> {line: None (whole) | {index}}
         self._pending = {}  # source key -> {line: outstanding records}
-        self._order = {}  # source key -> deque of lines still outstanding, in read order
+        self._order = {}  # source key -> deque of lines not yet in the prefix, in read order
         self._last = {}  # source key -> last line registered
+        self._members = {}  # (key, line) -> {id(record): index}, for lines with several records open
+        self._parts = {}  # (key, line) -> {index} settled so far, for lines settled in part
 
     def skip_lines(self):
+        """The settled prefix of each input: the reader skips these lines."""
         return dict(self.done)
 
-    def opened(self, record, count):
-        key = source_key(record.source)
-        if record.line_no <= 0:
+    @property
+    def resumes_beyond_prefix(self):
+        """True when an earlier run settled lines beyond the prefix (already_settled can say yes)."""
+        return any(self._prior.values())
+
+    def already_settled(self, record, index):
+        """True when an earlier run settled this event (index: its place in its line) beyond the prefix."""
+        prior = self._prior.get(source_key(record.source))
+        if not prior or record.line_no not in prior:
+            return False
+        parts = prior[record.line_no]
+        return parts is None or index in parts
+
+    def opened(self, records, indices=None):
+        first = records[0]
+        if first.line_no <= 0:  # "cannot open": no line to remember
             return
-        self._pending.setdefault(key, {})[record.line_no] = count
-        self._order.setdefault(key, deque()).append(record.line_no)
-        self._last[key] = record.line_no
+        key, line = source_key(first.source), first.line_no
+        self._pending.setdefault(key, {})[line] = len(records)
+        self._order.setdefault(key, deque()).append(line)
+        self._last[key] = line
+        if len(records) > 1:  # a batch line may end settled in part: remember which event is which
+            indices = range(len(records)) if indices is None else indices
+            self._members[(key, line)] = {id(r): i for r, i in zip(records, indices)}
 
     def settled(self, record):
-        key = source_key(record.source)
+        key, line = source_key(record.source), record.line_no
         pending = self._pending.get(key)
-        if pending is None or record.line_no not in pending:
+        if pending is None or line not in pending:
             return
-        pending[record.line_no] -= 1
+        pending[line] -= 1
+        members = self._members.get((key, line))
+        if members is not None:
+            index = members.pop(id(record), None)
+            if pending[line] == 0:
+                del self._members[(key, line)]
+                self._parts.pop((key, line), None)
+            elif index is not None:
+                self._parts.setdefault((key, line), set()).add(index)
         order = self._order[key]
         while order and pending[order[0]] == 0:
             del pending[order.popleft()]
 
+    def snapshot(self):
+        """The checkpoint's content now (call under the ledger lock)."""
+        inputs = {}
+        for key in {*self.done, *self._prior, *self._last}:
+            if key in self._last:
+                order = self._order[key]
+                mark = order[0] - 1 if order else self._last[key]
+            else:
+                mark = self.done.get(key, 0)
+            after = {line: (None if parts is None else set(parts))
+                     for line, parts in self._prior.get(key, {}).items() if line > mark}
+            pending = self._pending.get(key, {})
+            for line in self._order.get(key, ()):
+                if pending[line] == 0:
+                    after[line] = None
+                elif (key, line) in self._parts:
+                    after[line] = (after.get(line) or set()) | self._parts[(key, line)]
+            while mark + 1 in after and after[mark + 1] is None:  # whole lines right after the prefix join it
+                del after[mark + 1]
+                mark += 1
+            entry = {"settled_lines": mark}
+            whole = sorted(line for line, parts in after.items() if parts is None)
+            if whole:
+                entry["settled_after"] = whole
+            parts = {str(line): sorted(p) for line, p in sorted(after.items()) if p}
+            if parts:
+                entry["settled_parts"] = parts
+            inputs[key] = entry
+        return {"version": CHECKPOINT_VERSION, "inputs": dict(sorted(inputs.items()))}
+
     def watermarks(self):
-        marks = dict(self.done)
-        for key, last in self._last.items():
-            order = self._order[key]
-            marks[key] = order[0] - 1 if order else last
-        return marks
+        """Per input, the settled prefix as it stands now."""
+        return {k: v["settled_lines"] for k, v in self.snapshot()["inputs"].items()}
+
+    def write(self, data):
+        atomic_write(self.path, (jsonio.dumps(data) + "\n").encode("utf-8"))
 
     def save(self):
-        data = {"version": CHECKPOINT_VERSION, "inputs": {k: {"settled_lines": v} for k, v in self.watermarks().items()}}
-        atomic_write(self.path, (jsonio.dumps(data) + "\n").encode("utf-8"))
+        self.write(self.snapshot())
 
 
 def load_checkpoint(path):
     """Settled line counts from a checkpoint file; a missing file means nothing is settled."""
+    return _load_state(path)[0]
+
+
+def _load_state(path):
+    """(prefix per input, lines settled beyond it per input) from a checkpoint file."""
     try:
         with open(path, "rb") as fh:
             data = jsonio.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
-        return {}
+        return {}, {}
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read checkpoint: {exc}", file=path, key="--checkpoint") from None
     try:
-        return {k: int(v["settled_lines"]) for k, v in data["inputs"].items()}
+        done, prior = {}, {}
+        for key, entry in data["inputs"].items():
+            done[key] = int(entry["settled_lines"])
+            after = {int(line): None for line in entry.get("settled_after", ())}
+            for line, indices in entry.get("settled_parts", {}).items():
+                after[int(line)] = {int(i) for i in indices}
+            if after:
+                prior[key] = after
+        return done, prior
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint") from None
 

@@ -22,6 +22,8 @@ _SHOW_CHARS = 60
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CONTROL_CHARS = re.compile("[\x00-\x1f]")
+# ids that cannot be one URL path segment: requests and servers resolve them (/users/.. -> /)
+_DOT_SEGMENTS = frozenset({".", ".."})
 # a JSON-style number; Python's int()/float() would also take "1_000", "nan", "infinity"
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")
 _FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -31,13 +33,17 @@ _GENDERS = {
     "o": "OTHER", "other": "OTHER", "others": "OTHER",
 }
 _NO_WARNINGS = ()
+_isfinite = math.isfinite
 
 
 # ---- conversions (MAPPING.md "Conversions"); each returns None when the value is left out ----
 
 
 def _show(value):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int with more digits than Python converts (only from direct Mapper use)
+        return "(a number too long to show)"
     return text if len(text) <= _SHOW_CHARS else text[: _SHOW_CHARS - 3] + "..."
 
 
@@ -215,9 +221,14 @@ def _check_id(value, label):
     if isinstance(value, str):
         if _CONTROL_CHARS.search(value):
             return None, f"{label} contains a control character (U+0000 to U+001F): {_show(value)}"
+        if value in _DOT_SEGMENTS:
+            return None, f"{label} {value!r} cannot be used as an id: it is not a valid URL path segment"
         return value, None
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value), None  # MAPPING.md: a numeric id is used as its decimal string
+        try:
+            return str(value), None  # MAPPING.md: a numeric id is used as its decimal string
+        except ValueError:  # more digits than Python converts; jsonio.loads refuses these already
+            return None, f"{label} is an integer too long to use as an id"
     what = {dict: "an object", list: "a list", bool: "a boolean", float: "a float"}.get(
         type(value), type(value).__name__
     )
@@ -265,8 +276,18 @@ def _collect(dispatch, traits, ctx_traits, slots, warnings):
         if value is None or value == "":
             continue
         row = dispatch.get(name)
-        if row is not None:
-            _put(slots, row, value, row[3][0], warnings)
+        if row is not None:  # _put inlined: this loop runs per trait of every identify and group
+            slot, px, convert, labels = row
+            if convert is None:
+                if value.__class__ is not str:
+                    value = _plain(value, labels[0], warnings)
+                    if value is None:
+                        continue
+            else:
+                value = convert(value, labels[0], warnings)
+                if value is None:
+                    continue
+            slots[slot][px] = value
 
 
 def _put(slots, row, value, label, warnings):
@@ -472,7 +493,8 @@ class Mapper:
             for key in ("url", "referrer"):
                 value = page.get(key)
                 if value is not None and value != "":
-                    value = _plain(value, "context.page." + key, warnings)
+                    if value.__class__ is not str:  # a URL is text: no label built for _plain
+                        value = _plain(value, "context.page." + key, warnings)
                     if value is not None:
                         body[key] = value
         body["attributes"] = _attributes(properties, warnings) if properties else {}
@@ -506,7 +528,7 @@ class Mapper:
 
     def _user_id(self, event, paths, event_type):
         value = event.get("userId")
-        if value.__class__ is str and value and value.isprintable():
+        if value.__class__ is str and value and value.isprintable() and value not in _DOT_SEGMENTS:
             return value, None  # the common case; isprintable() is false for every control char
         value, label = _first(event, paths)
         if value is None:
@@ -567,6 +589,14 @@ def _attributes(properties, warnings):
     """properties minus globalContext and nulls; objects and lists as compact JSON text."""
     attributes = {}
     for name, value in properties.items():
+        cls = value.__class__
+        # what _plain() passes unchanged, decided without building its warning label
+        if cls is str or cls is bool or (cls is int and INT64_MIN <= value <= INT64_MAX) or (
+            cls is float and _isfinite(value)
+        ):
+            if name != "globalContext":
+                attributes[name] = value
+            continue
         if value is None or name == "globalContext":
             continue
         if isinstance(value, (dict, list)):
@@ -585,8 +615,8 @@ def _attributes(properties, warnings):
             f"properties: {len(attributes)} attributes, more than the {MAX_EVENT_ATTRIBUTES} "
             "Gainsight PX accepts for a custom event"
         )
-    for name in attributes:
-        if len(name) > MAX_ATTRIBUTE_NAME_CHARS:
+    if attributes and max(map(len, attributes)) > MAX_ATTRIBUTE_NAME_CHARS:
+        for name in (n for n in attributes if len(n) > MAX_ATTRIBUTE_NAME_CHARS):
             warnings.append(
                 f"properties.{name[:40]}...: attribute name is {len(name)} characters, more than "
                 f"the {MAX_ATTRIBUTE_NAME_CHARS} Gainsight PX accepts"

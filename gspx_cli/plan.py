@@ -3,6 +3,7 @@
 Delivery executes a Plan; dry-run describes the same Plan, so the two cannot drift apart.
 """
 
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -11,8 +12,14 @@ _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
 CUSTOM_EVENTS_PATH = "/events/custom"
 
 
+# the characters quote() never encodes (RFC 3986 unreserved): such an id is its own segment
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
 def object_path(kind, object_id):
     """The path of one PX object, its id percent-encoded as one segment."""
+    if _UNRESERVED.fullmatch(object_id):  # most ids; quote() costs ~1 us per call
+        return _PATHS[kind][1] + object_id
     return _PATHS[kind][1] + quote(object_id, safe="")
 
 

@@ -236,39 +236,37 @@ def _overlong(source, line_no, max_line_bytes):
 
 
 def _parse_line(source, line_no, raw):
-    """Records of one non-blank line: the event, the events of a batch/envelope, or a problem."""
+    """Records of one non-blank line, as a list: the event, the events of a batch/envelope, or a problem.
+
+    A list, not a generator: a generator per line cost ~1 us of a dry run's ~40 us per event.
+    """
     try:
-        text = raw.decode("utf-8")
+        value = jsonio.loads_bytes(raw)  # no str copy of the line: orjson reads the bytes
     except UnicodeDecodeError as exc:
-        yield Record(source, line_no, raw, None, f"not valid UTF-8 (byte offset {exc.start})")
-        return
-    try:
-        value = jsonio.loads(text)
+        return [Record(source, line_no, raw, None, f"not valid UTF-8 (byte offset {exc.start})")]
     except jsonio.JsonError as exc:
-        yield Record(source, line_no, raw, None, str(exc))
-        return
+        return [Record(source, line_no, raw, None, str(exc))]
     if type(value) is not dict:
-        yield Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")
-        return
+        return [Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")]
     if "type" not in value:
         # CLI.md: a RudderStack batch {"batch": [...]} or router envelope {"message": {...}}
         # counts each event inside as its own event at this line.
         batch = value.get("batch")
         if type(batch) is list:
-            # An empty batch holds no events, so it yields nothing, like a blank line.
+            # An empty batch holds no events, so it gives no Record, like a blank line.
+            records = []
             for index, item in enumerate(batch, 1):
                 if type(item) is dict:
-                    yield Record(source, line_no, raw, item, unwrapped=True)
+                    records.append(Record(source, line_no, raw, item, unwrapped=True))
                 else:
                     # raw is the element alone (not unwrapped), so failed output writes just it.
                     problem = f"batch element {index} is not a JSON object (got {_json_type(item)})"
-                    yield Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem)
-            return
+                    records.append(Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem))
+            return records
         message = value.get("message")
         if type(message) is dict:
-            yield Record(source, line_no, raw, message, unwrapped=True)
-            return
-    yield Record(source, line_no, raw, value)
+            return [Record(source, line_no, raw, message, unwrapped=True)]
+    return [Record(source, line_no, raw, value)]
 
 
 def _json_type(value):

@@ -1,30 +1,64 @@
 """The only module that prints: dry-run lines to stdout; warnings, errors, progress and summary to stderr."""
 
 import sys
+import threading
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from gspx_cli import jsonio
+from gspx_cli import __version__, jsonio
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
 from gspx_cli.plan import Invalid, Plan, Skipped, describe
 
 PROGRESS_REFRESH = 4  # per second
+MAX_EVENT_ERRORS = 100  # per-event error lines before the rest are left to the summary (all of them with -v)
+TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to REPORT_REASONS
+REPORT_REASONS = 20
+STOP_NAMES = {130: "SIGINT", 143: "SIGTERM", 3: "auth"}  # --report `stopped`, by exit code
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or already closed
+        return False
 
 
 class _LiveProgress(Progress):
-    """A Progress that pulls fresh counts at each refresh, so workers never touch the display."""
+    """A Progress that pulls fresh counts at each refresh (workers never touch the display).
+
+    Two lines: the bar (file, bar, %, ETA, elapsed), then the counts, which are too long to share a line.
+    """
 
     def __init__(self, *columns, on_refresh, **kwargs):
+        self._on_refresh = on_refresh  # before super(): Live renders once while being built
+        self.counts = ""
         super().__init__(*columns, **kwargs)
-        self._on_refresh = on_refresh
 
     def get_renderables(self):
         self._on_refresh()
         yield from super().get_renderables()
+        yield Text(self.counts, no_wrap=True, overflow="ellipsis")
+
+
+class _PercentAndEta(ProgressColumn):
+    """"42% eta 0:01:10" when the input size is known; nothing for stdin or a pipe."""
+
+    max_refresh = 1.0  # an ETA that changes four times a second is hard to read
+
+    def render(self, task):
+        if task.total is None or not task.total:
+            return Text("")
+        eta = task.time_remaining
+        if eta is None:
+            eta_text = "?"
+        else:
+            minutes, seconds = divmod(int(eta), 60)
+            eta_text = f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+        return Text(f"{task.percentage:>3.0f}% eta {eta_text}")
 
 
 class Reporter:
@@ -32,15 +66,27 @@ class Reporter:
 
     def __init__(self, *, out=None, err=None, verbose=False, quiet=False, progress=None):
         self._out = out or sys.stdout
-        self.console = Console(file=err or sys.stderr, soft_wrap=True, highlight=False)
+        err = err or sys.stderr
+        # "Only when stderr is a terminal": ask the stream itself, not rich, which also says yes
+        # when FORCE_COLOR is set (common in CI logs, where a live bar would only add noise).
+        # --progress forces a terminal-style console, so the bar animates even into a pipe.
+        self.console = Console(file=err, soft_wrap=True, highlight=False,
+                               force_terminal=True if progress else None)
         self.verbose = verbose and not quiet
         self.quiet = quiet
-        self._want_progress = self.console.is_terminal if progress is None else progress
+        self._progress_forced = progress
+        self._want_progress = (_isatty(err) if progress is None else progress) and not quiet
         self._progress = None
+        self._task = None
         self._sources = None
+        self._finished = None
+        self._errors_shown = 0
+        self._errors_lock = threading.Lock()
         self.dry = False
 
     # -- per event -------------------------------------------------------------------------------
+    _dry_write = None  # chosen by the first dry-run line (_dry_writer)
+
     def dry_run(self, record, result, base_url):
         """One CLI.md dry-run line for one event."""
         if type(result) is Plan:
@@ -49,159 +95,234 @@ class Reporter:
             line = {"input": record.where, "type": result.type, "skipped": result.reason}
         else:
             line = {"input": record.where, "error": result.message}
-        self._out.write(jsonio.dumps(line) + "\n")
+        (self._dry_write or self._dry_writer())(jsonio.dumps_bytes(line) + b"\n")
+
+    def _dry_writer(self):
+        """Bytes straight into stdout's binary buffer when it is block-buffered (a file, a pipe);
+        through the text layer when it is line-buffered (a terminal), so each line shows at once."""
+        out = self._out
+        buffer = getattr(out, "buffer", None)
+        if buffer is not None and not getattr(out, "line_buffering", False):
+            out.flush()  # anything written through the text layer before stays before
+            write = buffer.write
+        else:
+            def write(data):
+                out.write(data.decode("utf-8"))
+        self._dry_write = write
+        return write
 
     def warning(self, where, message):
+        """A warning line, unless --quiet."""
         if not self.quiet:
             self._print(f"warning: {where}: {message}", "yellow")
 
     def event_failed(self, where, message):
-        self._print(f"error: {where}: {message}", "red")
+        """One failed event; after MAX_EVENT_ERRORS of them (unless -v) the summary carries the rest."""
+        with self._errors_lock:
+            self._errors_shown += 1
+            n = self._errors_shown
+        if self.verbose or n <= MAX_EVENT_ERRORS:
+            self._print(f"error: {where}: {message}", "red")
+        elif n == MAX_EVENT_ERRORS + 1:
+            self._print(f"error: more than {MAX_EVENT_ERRORS} events failed; the rest are counted in the "
+                        "summary (use -v to list every one)", "red")
 
     def note(self, message):
+        """Information for people, unless --quiet."""
         if not self.quiet:
             self._print(message)
 
     def error(self, message):
+        """An error line; shown even with --quiet."""
         self._print(f"error: {message}", "red")
 
     def request(self, method, url, status, ms, attempt):
-        """--verbose: one line per request (the key is a header and never part of the URL)."""
-        retry = f" (attempt {attempt})" if attempt > 1 else ""
-        self._print(f"{method} {url} -> {status} in {ms:.0f} ms{retry}", "dim")
+        """--verbose: one line per request. The key travels in a header, never in the URL, so it never shows."""
+        self._print(f"{method} {url} {status} {ms:.0f}ms attempt {attempt}", "dim")
 
     def _print(self, text, style=None):
         self.console.print(Text(text, style=style or ""), soft_wrap=True)
 
     # -- progress --------------------------------------------------------------------------------
     def start(self, stats, requests, read, *, dry_run=False):
+        """Begin a run: remember where the counts live; start the progress display if wanted."""
         self.dry = dry_run
         self._sources = (stats, requests, read)
-        if not self._want_progress or self.quiet:
+        self._finished = None
+        want = self._want_progress
+        if dry_run and self._progress_forced is None and _isatty(self._out):
+            want = False  # dry-run lines go to the same terminal: a live bar would tear them
+        if not want:
             return
         self._progress = _LiveProgress(
             TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
+            BarColumn(bar_width=30),
+            _PercentAndEta(),
+            TextColumn("elapsed"),
             TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[counts]}"),
             console=self.console,
             refresh_per_second=PROGRESS_REFRESH,
             transient=True,
             get_time=time.monotonic,
             on_refresh=self._update,
         )
-        self._task = self._progress.add_task("sending" if not dry_run else "dry run", total=read.bytes_total,
-                                             counts="")
+        self._task = self._progress.add_task("dry run" if dry_run else "sending", total=None)
         self._progress.start()
 
     def _update(self):
+        if self._progress is None or self._task is None:  # still being built, or already stopped
+            return
         stats, reqs, read = self._sources
         out = stats.outcomes
         elapsed = max(time.monotonic() - stats.started, 1e-6)
         done = out[DELIVERED] + out[SKIPPED] + out[FAILED] + out[INVALID]
-        counts = (f"read {stats.read:,}  delivered {out[DELIVERED]:,}  skipped {out[SKIPPED]:,}  "
-                  f"failed {out[FAILED] + out[INVALID]:,}  requests {reqs.total:,}  retries {reqs.retries:,}  "
-                  f"{done / elapsed:,.0f} ev/s")
-        self._progress.update(self._task, completed=read.bytes_read, total=read.bytes_total, counts=counts)
+        if self.dry:
+            counts = (f"read {stats.read:,}  would send {out[DELIVERED]:,}  skipped {out[SKIPPED]:,}  "
+                      f"invalid {out[INVALID]:,}  {done / elapsed:,.0f} ev/s")
+        else:
+            counts = (f"read {stats.read:,}  delivered {out[DELIVERED]:,}  skipped {out[SKIPPED]:,}  "
+                      f"failed {out[FAILED] + out[INVALID]:,}  requests {reqs.total:,}  retries {reqs.retries:,}  "
+                      f"{done / elapsed:,.0f} ev/s")
+        self._progress.counts = counts
+        verb = "dry run" if self.dry else "sending"
+        where = f"{verb} {read.current}" if read.current and read.current != "-" else verb
+        # bytes_total is known once the reader has started (None for stdin or a pipe: no %, no ETA)
+        self._progress.update(self._task, completed=read.bytes_read, total=read.bytes_total, description=where)
 
     def stop(self):
+        """End of the run: freeze the clock and take the progress display away."""
+        self._finished = time.monotonic()
         if self._progress:
             self._progress.stop()
             self._progress = None
 
+    def elapsed(self, stats):
+        """Seconds from the start of the run to stop() (or to now, while running)."""
+        return (self._finished or time.monotonic()) - stats.started
+
     # -- end of run ------------------------------------------------------------------------------
     def summary(self, result, *, failed_output=None, checkpoint=None):
-        """The closing table on stderr."""
+        """The closing summary on stderr: events by type x outcome, then the run's facts."""
         if self.quiet:
             return
         stats, reqs = result.stats, result.requests
-        elapsed = time.monotonic() - stats.started
+        out = stats.outcomes
+        elapsed = self.elapsed(stats)
         sent_label = "would send" if self.dry else "delivered"
+
         table = Table(title="gspx summary" + (" (dry run)" if self.dry else ""), title_justify="left")
         table.add_column("type")
         labels = {DELIVERED: sent_label, SKIPPED: "skipped", INVALID: "invalid", FAILED: "failed",
-                  INTERRUPTED: "not sent (stopped)"}
-        shown = [o for o in OUTCOMES if o in (DELIVERED, SKIPPED, INVALID, FAILED) or stats.outcomes[o]]
+                  INTERRUPTED: "not sent"}
+        shown = [o for o in OUTCOMES if o != INTERRUPTED or out[o]]
         for o in shown:
             table.add_column(labels[o], justify="right")
         table.add_column("total", justify="right")
         for etype in sorted(stats.by_type):
             row = stats.by_type[etype]
             table.add_row(etype, *(f"{row[o]:,}" for o in shown), f"{sum(row.values()):,}")
-        table.add_row("all", *(f"{stats.outcomes[o]:,}" for o in shown), f"{stats.read:,}", style="bold")
+        table.add_row("all", *(f"{out[o]:,}" for o in shown), f"{stats.read:,}", style="bold")
         self.console.print(table)
-        rate = stats.read / elapsed if elapsed > 0 else 0.0
-        out = stats.outcomes
-        tally = (f"{stats.read:,} events: {out[DELIVERED]:,} {sent_label}, {out[SKIPPED]:,} skipped, "
-                 f"{stats.failed:,} failed")
+
+        # The facts below are plain aligned lines, never wrapped: logs and narrow terminals keep them whole.
+        facts = []
+
+        def fact(name, value):
+            facts.append(f"{name:<14}{value}")
+
+        tally = f"{stats.read:,} read: {out[DELIVERED]:,} {sent_label}, {out[SKIPPED]:,} skipped, {stats.failed:,} failed"
         if out[INTERRUPTED]:
-            tally += f", {out[INTERRUPTED]:,} not sent (stopped)"
-        lines = [f"{tally}; {elapsed:.1f}s ({rate:,.0f} events/s)"]
+            tally += f", {out[INTERRUPTED]:,} not sent"
+        fact("events", tally)
         if not self.dry:
             kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(reqs.by_kind.items())) or "none"
-            lines.append(f"requests: {reqs.total:,} ({kinds}); retries: {reqs.retries:,}")
+            fact("requests", f"{reqs.total:,} ({kinds})")
+            fact("retries", f"{reqs.retries:,}")
+        rate = stats.read / elapsed if elapsed > 0 else 0.0
+        fact("elapsed", f"{elapsed:.1f}s")
+        throughput = f"{rate:,.0f} events/s"
+        if not self.dry and elapsed > 0:
+            throughput += f", {reqs.total / elapsed:,.0f} requests/s"
+        fact("throughput", throughput)
         if stats.skip_reasons:
-            lines.append("skipped: " + "; ".join(f"{r} ({n:,})" for r, n in stats.skip_reasons.most_common(5)))
+            fact("skipped", "; ".join(f"{r} ({n:,})" for r, n in stats.skip_reasons.most_common(3)))
         if stats.reasons:
-            lines.append("top failure reasons:")
-            for reason, entry in stats.top_reasons():
-                lines.append(f"  {entry.count:>6,}  {reason}  (e.g. {entry.example})")
+            reasons = stats.top_reasons(TOP_REASONS_SHOWN)
+            for i, (r, e) in enumerate(reasons):
+                fact("" if i else "top failures", f"{e.count:>5,}  {r} (e.g. {e.example})")
+            if len(stats.reasons) > TOP_REASONS_SHOWN:
+                fact("", f"       ... and {len(stats.reasons) - TOP_REASONS_SHOWN:,} other reasons (all in --report)")
         if stats.warnings:
-            lines.append(f"warnings: {stats.warnings:,}")
-        if failed_output and stats.failed_output_lines:
-            lines.append(f"failed events written to {failed_output} ({stats.failed_output_lines:,} lines)")
+            fact("warnings", f"{stats.warnings:,}")
+        if failed_output:
+            if stats.failed_output_lines:
+                fact("failed output", f"{failed_output} ({stats.failed_output_lines:,} lines appended; "
+                                      f"fix them and replay with `gspx send ... {failed_output}`)")
+            else:
+                fact("failed output", f"{failed_output} (nothing appended)")
         if checkpoint and not self.dry:
-            lines.append(f"checkpoint saved to {checkpoint}")
-        for line in lines:
+            fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
+        if result.stop_reason is not None:
+            why = {130: "Ctrl-C (SIGINT)", 143: "SIGTERM", 3: "the API key was refused"}.get(
+                int(result.stop_reason), str(result.stop_reason))
+            fact("stopped", f"by {why}; {out[INTERRUPTED]:,} events read but not sent")
+        for line in facts:
             self._print(line)
 
     def settings_table(self, rows):
         """`gspx check`: the effective settings."""
-        table = Table(show_header=False, box=None)
-        table.add_column(style="bold")
-        table.add_column()
+        width = max((len(name) for name, _ in rows), default=0) + 2
         for name, value in rows:
-            table.add_row(name, Text(str(value)))
-        self.console.print(table)
+            self._print(f"{name:<{width}}{value}")
 
 
 REPORT_VERSION = 1
 
 
-def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_run=False):
-    """The --report JSON (keys documented in the README; `failed` includes `invalid`)."""
+def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_run=False, elapsed=None):
+    """The --report JSON; keys are documented in the README ("--report JSON") and only ever added to.
+
+    Counts add up: read == delivered + skipped + failed + not_sent, overall and per type;
+    `failed` includes `invalid`. In a dry run `delivered` counts the events that would be sent.
+    """
     stats, reqs = result.stats, result.requests
-    out = stats.outcomes
-    elapsed = time.monotonic() - stats.started
+    if elapsed is None:
+        elapsed = time.monotonic() - stats.started
+
+    def counts(c):
+        return {"read": sum(c[o] for o in OUTCOMES), "delivered": c[DELIVERED], "skipped": c[SKIPPED],
+                "failed": c[FAILED] + c[INVALID], "invalid": c[INVALID], "not_sent": c[INTERRUPTED]}
+
+    totals = counts(stats.outcomes)
+    totals["read"] = stats.read
     return {
         "version": REPORT_VERSION,
+        "gspx_version": __version__,
         "dry_run": dry_run,
         "exit_code": int(exit_code),
-        "stopped": {None: None, 130: "SIGINT", 143: "SIGTERM", 3: "auth"}.get(
-            None if result.stop_reason is None else int(result.stop_reason)),
-        "read": stats.read,
-        "delivered": out[DELIVERED],
-        "skipped": out[SKIPPED],
-        "failed": out[FAILED] + out[INVALID],
-        "invalid": out[INVALID],
-        "not_sent": out[INTERRUPTED],
-        "by_type": {t: {o: c[o] for o in OUTCOMES} for t, c in sorted(stats.by_type.items())},
-        "skip_reasons": dict(stats.skip_reasons),
-        "failure_reasons": [{"reason": r, "count": e.count, "example": e.example} for r, e in stats.top_reasons(20)],
+        "stopped": None if result.stop_reason is None else STOP_NAMES.get(int(result.stop_reason)),
+        **totals,
+        "by_type": {t: counts(c) for t, c in sorted(stats.by_type.items())},
+        "skip_reasons": dict(stats.skip_reasons.most_common()),
+        "failure_reasons": [{"reason": r, "count": e.count, "example": e.example}
+                            for r, e in stats.top_reasons(REPORT_REASONS)],
         "requests": {"total": reqs.total, "retries": reqs.retries, "by_kind": dict(sorted(reqs.by_kind.items())),
-                     "by_status": {str(k): v for k, v in sorted(reqs.by_status.items(), key=lambda kv: str(kv[0]))}},
+                     "by_status": {str(k): v for k, v in sorted(reqs.by_status.items(), key=lambda kv: str(kv[0]))},
+                     "by_event_type": dict(sorted(getattr(reqs, "by_event_type", {}).items()))},
         "warnings": stats.warnings,
         "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(stats.read / elapsed, 1) if elapsed > 0 else None,
         "failed_output": failed_output,
         "failed_output_lines": stats.failed_output_lines,
-        "checkpoint": checkpoint,
+        "checkpoint": None if dry_run else checkpoint,
     }
 
 
-def write_report(path, result, **kwargs):
-    """Write report_data as JSON to path."""
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(jsonio.dumps(report_data(result, **kwargs)) + "\n")
+def write_report(dest, result, **kwargs):
+    """Write report_data as JSON (one object, one line) to dest: a path or an open text file."""
+    text = jsonio.dumps(report_data(result, **kwargs)) + "\n"
+    if hasattr(dest, "write"):
+        dest.write(text)
+        return
+    with open(dest, "w", encoding="utf-8") as fh:
+        fh.write(text)

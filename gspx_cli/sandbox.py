@@ -326,6 +326,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a client opening 16+ connections at once,
+    # which then retries after 1 s: every concurrent run would start with a one-second stall.
+    request_queue_size = 128
 
     def __init__(self, addr, px):
         self.px = px

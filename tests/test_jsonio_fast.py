@@ -1,0 +1,78 @@
+"""jsonio's orjson paths (issue 5) give exactly what the stdlib paths give: same values, same errors."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gspx_cli import jsonio
+
+
+def _stdlib(data):
+    """What reading one line meant before orjson: decode, then jsonio.loads."""
+    try:
+        return "ok", jsonio.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return "utf8", exc.start
+    except jsonio.JsonError as exc:
+        return "error", str(exc)
+
+
+def _fast(data):
+    try:
+        return "ok", jsonio.loads_bytes(data)
+    except UnicodeDecodeError as exc:
+        return "utf8", exc.start
+    except jsonio.JsonError as exc:
+        return "error", str(exc)
+
+
+def _same(a, b):
+    # == alone would let 1 == 1.0 and dict order slip through
+    return a[0] == b[0] and (repr(a[1]) == repr(b[1]) if a[0] == "ok" else a[1] == b[1])
+
+
+@pytest.mark.parametrize("data", [
+    b'{"n":18446744073709551615}', b'{"n":18446744073709551616}', b'{"n":-9223372036854775809}',
+    b'{"n":123456789012345678901234567890}', b'{"n":1e400}', b'{"n":-1e400}', b'{"n":1.0e-400}',
+    b'{"n":NaN}', b'{"n":Infinity}', b'{"s":"\\ud800"}', b'{"s":"\\udfff\\ud800"}', b'{"s":"\\ud83d\\ude00"}',
+    b'"\xed\xa0\x80"', b'"\xff"', b'{"a":1,"b":2,"a":3}', b"[" * 256 + b"]" * 256, b"[" * 257 + b"]" * 257,
+    b"[" * 2000 + b"]" * 2000, b'{"a":1}\r', b"", b" ", b"[1,]", b"01", b"-0", b"1e5", b"0.1000000000000000055511151231257827",
+], ids=repr)
+def test_loads_bytes_matches_the_stdlib_path_on_edge_cases(data):
+    assert _same(_fast(data), _stdlib(data))
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_loads_bytes_and_dumps_bytes_match_the_stdlib_on_any_json(value):
+    text = json.dumps(value, ensure_ascii=False)
+    data = text.encode("utf-8", "surrogatepass")
+    assert _same(_fast(data), _stdlib(data))
+    # dumps() keeps the stdlib's exact characters (its text ends up inside string values)
+    assert jsonio.dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if _stdlib(data)[0] == "ok":
+        assert json.loads(jsonio.dumps_bytes(value)) == json.loads(jsonio.dumps(value))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40) | st.text(alphabet='{}[]",:0123456789.eE+-\\untrfalsu\x00 \xe9', max_size=30).map(
+    lambda s: s.encode("utf-8")))
+def test_loads_bytes_matches_the_stdlib_path_on_any_bytes(data):
+    assert _same(_fast(data), _stdlib(data))
+
+
+def test_dumps_bytes_refuses_what_dumps_refuses():
+    for bad in (float("nan"), [float("inf")], {"x": float("-inf")}):
+        with pytest.raises(ValueError):
+            jsonio.dumps_bytes(bad)
+    assert jsonio.dumps_bytes({"n": 2**70, 1: None}) == jsonio.dumps({"n": 2**70, 1: None}).encode()

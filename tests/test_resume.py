@@ -1,0 +1,215 @@
+"""Graceful stop and resume (issue 3): signals on a real `python -m gspx_cli send`, and the checkpoint itself."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from e2e import TEST_KEY, write_config, write_events
+from gspx_cli import ledger as ledger_mod
+from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, Checkpoint, Ledger, atomic_write
+from gspx_cli.reader import Record, source_key
+
+DEADLINE = 20.0  # seconds; no wait in this file is unbounded
+
+
+def resume_events():
+    """400 track events with unique n: 340 plain lines and 20 batch lines of 3 (different users each)."""
+    lines, n = [], 0
+    while n < 400:
+        if len(lines) % 18 == 17 and n + 3 <= 400:
+            lines.append({"batch": [{"type": "track", "userId": f"u{(n + k) % 37}", "event": "E",
+                                     "properties": {"n": n + k}} for k in range(3)]})
+            n += 3
+        else:
+            lines.append({"type": "track", "userId": f"u{n % 37}", "event": "E", "properties": {"n": n}})
+            n += 1
+    return lines
+
+
+def start_send(args, out_dir, tag):
+    """`python -m gspx_cli send ARGS` in the background; its stdout/stderr go to files (no pipe can fill)."""
+    env = {**os.environ, "GSPX_API_KEY": TEST_KEY}
+    env.pop("GSPX_CONFIG", None)
+    stdout = open(out_dir / f"{tag}.out", "w")
+    stderr = open(out_dir / f"{tag}.err", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "gspx_cli", "send", *args], stdout=stdout, stderr=stderr,
+                            env=env, cwd=str(out_dir))
+    stdout.close()
+    stderr.close()
+    return proc
+
+
+def wait_until(predicate, deadline=DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def finish(proc, timeout=DEADLINE):
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def event_numbers(px):
+    return Counter(e["attributes"]["n"] for e in list(px.events))
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_stop_then_resume_with_checkpoint_delivers_all_400_events_once(px_server, tmp_path, signum, code):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = write_events(tmp_path, resume_events())
+    ckpt = tmp_path / "run.ckpt"
+    args = ["-c", cfg, "--checkpoint", str(ckpt), "--concurrency", "8", events]
+    px.latency = 0.02
+    proc = start_send([*args, "--rate-limit", "150"], tmp_path, "first")
+    try:
+        assert wait_until(lambda: len(px.events) >= 60), "the first run delivered too little"
+        proc.send_signal(signum)
+        assert finish(proc) == code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "first.err").read_text()
+    assert "gspx summary" in err and "not sent" in err
+    assert TEST_KEY not in err
+    first = event_numbers(px)
+    assert 60 <= sum(first.values()) < 400 and max(first.values()) == 1
+    saved = json.loads(ckpt.read_text())["inputs"][source_key(events)]
+    assert saved["settled_lines"] > 0
+
+    px.latency = 0.0
+    proc = start_send(args, tmp_path, "second")
+    assert finish(proc) == 0, (tmp_path / "second.err").read_text()
+    assert event_numbers(px) == Counter(range(400))  # every event exactly once over both runs
+
+
+def test_second_sigint_aborts_at_once(px_server, tmp_path):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = write_events(tmp_path, [{"type": "track", "userId": f"u{i}", "event": "E"} for i in range(50)])
+    px.latency = 5.0  # a graceful stop would wait this long for the requests in flight
+    proc = start_send(["-c", cfg, events], tmp_path, "run")
+    try:
+        assert wait_until(lambda: len(px.requests) >= 1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        assert proc.poll() is None  # still finishing what is in flight
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert finish(proc, timeout=3) == 130
+        assert time.monotonic() - started < 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert "aborted" in (tmp_path / "run.err").read_text()
+
+
+# -- the checkpoint itself -------------------------------------------------------------------------
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails_midway(tmp_path, monkeypatch):
+    target = tmp_path / "run.ckpt"
+    target.write_bytes(b"old content\n")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ledger_mod.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        atomic_write(str(target), b"new content that never lands\n")
+    assert target.read_bytes() == b"old content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]  # no temp file left behind
+    monkeypatch.undo()
+    atomic_write(str(target), b"new\n")
+    assert target.read_bytes() == b"new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ckpt"]
+
+
+def _records(path, line, n=1):
+    return [Record(path, line, b"{}", {"type": "track"}, unwrapped=n > 1) for _ in range(n)]
+
+
+def test_the_watermark_never_passes_an_unsettled_line(tmp_path):
+    src = str(tmp_path / "in.ndjson")
+    key = source_key(src)
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    lines = {1: _records(src, 1), 2: _records(src, 2), 3: _records(src, 3, n=3), 5: _records(src, 5),
+             6: _records(src, 6)}  # line 4 is blank: no record
+    for recs in lines.values():
+        led.open_line(recs)
+    mark = lambda: led.checkpoint.watermarks()[key]  # noqa: E731
+
+    assert mark() == 0
+    led.settle(lines[2][0], DELIVERED)
+    assert mark() == 0  # line 1 is still out
+    led.settle(lines[1][0], DELIVERED)
+    assert mark() == 2
+    led.settle(lines[3][2], DELIVERED)
+    led.settle(lines[5][0], FAILED, "boom")
+    led.settle(lines[3][0], INTERRUPTED)  # never sent: the line is not settled
+    assert mark() == 2
+    snap = led.checkpoint.snapshot()["inputs"][key]
+    assert snap == {"settled_lines": 2, "settled_after": [5], "settled_parts": {"3": [2]}}
+    led.settle(lines[3][1], DELIVERED)
+    assert mark() == 2  # member 0 of the batch line was interrupted
+    led.settle(lines[6][0], DELIVERED)
+    led.close()
+    saved = json.loads((tmp_path / "c.ckpt").read_text())["inputs"][key]
+    assert saved == {"settled_lines": 2, "settled_after": [5, 6], "settled_parts": {"3": [1, 2]}}
+
+
+def test_a_resume_skips_the_prefix_and_what_was_settled_beyond_it(tmp_path):
+    src = str(tmp_path / "in.ndjson")
+    path = str(tmp_path / "c.ckpt")
+    first = Ledger(checkpoint=path)
+    recs = {n: _records(src, n, 3 if n == 3 else 1) for n in range(1, 6)}
+    for r in recs.values():
+        first.open_line(r)
+    for n in (1, 2, 4):
+        first.settle(recs[n][0], DELIVERED)
+    first.settle(recs[3][1], DELIVERED)
+    first.settle(recs[3][0], INTERRUPTED)
+    first.settle(recs[3][2], INTERRUPTED)
+    first.settle(recs[5][0], INTERRUPTED)
+    first.close()
+
+    again = Checkpoint(path)
+    assert again.skip_lines() == {source_key(src): 2}
+    assert again.resumes_beyond_prefix
+    assert [again.already_settled(r, i) for i, r in enumerate(_records(src, 3, 3))] == [False, True, False]
+    assert again.already_settled(_records(src, 4)[0], 0)
+    assert not again.already_settled(_records(src, 5)[0], 0)
+
+    # the second run sends line 3's members 0 and 2 and line 5: everything is then settled
+    second = Ledger(checkpoint=path)
+    left = _records(src, 3, 3)
+    second.open_line([left[0], left[2]], [0, 2])
+    second.open_line(recs[5])
+    for r in (left[2], left[0], recs[5][0]):
+        second.settle(r, DELIVERED)
+    second.close()
+    assert json.loads(open(path).read())["inputs"][source_key(src)] == {"settled_lines": 5}
+
+
+def test_a_checkpoint_that_is_not_ours_is_a_config_error(tmp_path):
+    from gspx_cli.errors import ConfigError
+
+    path = tmp_path / "c.ckpt"
+    path.write_text('{"inputs": {"a": {"settled_after": [1]}}}')
+    with pytest.raises(ConfigError, match="not a gspx checkpoint"):
+        Checkpoint(str(path))
