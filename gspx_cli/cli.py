@@ -51,7 +51,7 @@ def _config_option(f):
 
 
 @cli.command(epilog=SEND_EPILOG, short_help="Send events from NDJSON files or stdin to Gainsight PX.")
-@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Send nothing, need no API key; print the requests as JSON lines.")
 @click.option("--failed-output", type=click.Path(dir_okay=False),

@@ -318,3 +318,15 @@ def test_example_file_sends_to_the_sandbox(px_server, tmp_path):
     run = gspx("send", "-c", str(cfg), EXAMPLE_EVENTS)
     assert run.exit_code == 0, run.stderr
     assert len(px_server.px.users) == 1 and len(px_server.px.accounts) == 1 and len(px_server.px.events) == 1
+
+
+def test_a_missing_input_file_is_a_usage_error_before_anything_is_sent(tmp_path):
+    from e2e import gspx
+
+    events = tmp_path / "ok.ndjson"
+    events.write_text('{"type":"track","userId":"u","event":"e"}\n')
+    config = str(Path(__file__).resolve().parent.parent / "config.example.yaml")
+    run = gspx("send", "--dry-run", "-c", config, str(events), str(tmp_path / "nope.ndjson"))
+    assert run.exit_code == 2
+    assert "nope.ndjson" in run.stderr and "does not exist" in run.stderr
+    assert run.stdout == ""
