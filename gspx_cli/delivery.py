@@ -24,7 +24,7 @@ BACKOFF_CAP = 30.0
 RETRY_AFTER_CAP = 60.0  # a server asking for longer is not obeyed beyond this
 QUEUE_PER_WORKER = 64  # bounds memory: the reader waits when concurrency x this many events are queued
 CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
-KNOWN_CACHE_SIZE = 200_000  # ids remembered as existing, per kind; forgetting one costs one GET, never an error
+KNOWN_CACHE_SIZE = 1_000_000  # ids remembered as existing, per kind (~100 MB at most); past that the oldest is forgotten, which costs one GET, never an error
 
 
 class Interrupted(Exception):
@@ -103,6 +103,8 @@ class StopFlag:
 
     def __init__(self):
         self._event = threading.Event()
+        # is_set() is the Event's own method, not a wrapper: the reader loop asks per event (issue 5)
+        self.is_set = self._event.is_set
         self.reason = None  # ExitCode.SIGINT / SIGTERM / AUTH
         self.auth_error = None
 
@@ -111,9 +113,6 @@ class StopFlag:
             self.reason = reason
             self.auth_error = auth_error
             self._event.set()
-
-    def is_set(self):
-        return self._event.is_set()
 
     def wait(self, timeout):
         return self._event.wait(timeout)
@@ -405,7 +404,7 @@ def _dispatch(records, mapper, settings, reporter, ledger, stop, pool, saver):
             if type(result) is Plan:
                 if dry_run is not None:
                     dry_run(record, result, base_url)
-                    settle(record, DELIVERED, None, result.type)
+                    ledger.settle_dry_run_plan(result.type)
                 else:
                     pool.submit(record, result)
             elif type(result) is Skipped:

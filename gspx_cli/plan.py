@@ -11,6 +11,11 @@ from urllib.parse import quote
 _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
 CUSTOM_EVENTS_PATH = "/events/custom"
 
+# Plans are values nobody mutates, but not frozen=True: a frozen dataclass sets each field through
+# object.__setattr__, ~1 us per object, and every event builds two or three of them (issue 5).
+# unsafe_hash keeps them hashable as frozen ones were.
+_VALUE = {"slots": True, "unsafe_hash": True}
+
 
 # the characters quote() never encodes (RFC 3986 unreserved): such an id is its own segment
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -28,7 +33,7 @@ def create_path(kind):
     return _PATHS[kind][0]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(**_VALUE)
 class Upsert:
     """Create or update one PX user/account (MAPPING.md identify, group step 2).
 
@@ -45,14 +50,14 @@ class Upsert:
     put_first: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(**_VALUE)
 class RequireUser:
     """The user must already exist in PX (group step 1), else the event fails."""
 
     user_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(**_VALUE)
 class Write:
     """One unconditional write: attach user to account, or post a custom event."""
 
@@ -61,7 +66,7 @@ class Write:
     body: dict
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(**_VALUE)
 class Plan:
     """The requests one event needs, in order."""
 
@@ -71,7 +76,7 @@ class Plan:
     warnings: tuple = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(**_VALUE)
 class Skipped:
     """Deliberately not sent (page/screen/alias, or integrations turn PX off)."""
 
@@ -80,7 +85,7 @@ class Skipped:
     warnings: tuple = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(**_VALUE)
 class Invalid:
     """The event cannot be sent; message says why."""
 
