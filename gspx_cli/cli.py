@@ -33,6 +33,10 @@ class _Cli(click.Group):
         except GspxError as exc:
             click.echo(f"gspx: error: {exc}", err=True)
             ctx.exit(int(exc.exit_code))
+        except KeyboardInterrupt:
+            # a dry run keeps Python's own Ctrl-C handling; click would say "Aborted!" and exit 1
+            click.echo("gspx: interrupted", err=True)
+            ctx.exit(int(ExitCode.SIGINT))
         except BrokenPipeError:
             # the reader of stdout went away (e.g. `| head`): stop quietly
             sys.stdout = open(os.devnull, "w")

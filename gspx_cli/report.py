@@ -1,7 +1,6 @@
 """The only module that prints: dry-run lines to stdout; warnings, errors, progress and summary to stderr."""
 
 import sys
-import threading
 import time
 
 from rich.console import Console
@@ -14,7 +13,6 @@ from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, S
 from gspx_cli.plan import Invalid, Plan, Skipped, describe
 
 PROGRESS_REFRESH = 4  # per second
-MAX_EVENT_ERRORS = 100  # per-event error lines before the rest are left to the summary (all of them with -v)
 TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to REPORT_REASONS
 REPORT_REASONS = 20
 STOP_NAMES = {130: "SIGINT", 143: "SIGTERM", 3: "auth"}  # --report `stopped`, by exit code
@@ -80,8 +78,6 @@ class Reporter:
         self._task = None
         self._sources = None
         self._finished = None
-        self._errors_shown = 0
-        self._errors_lock = threading.Lock()
         self.dry = False
 
     # -- per event -------------------------------------------------------------------------------
@@ -117,15 +113,8 @@ class Reporter:
             self._print(f"warning: {where}: {message}", "yellow")
 
     def event_failed(self, where, message):
-        """One failed event; after MAX_EVENT_ERRORS of them (unless -v) the summary carries the rest."""
-        with self._errors_lock:
-            self._errors_shown += 1
-            n = self._errors_shown
-        if self.verbose or n <= MAX_EVENT_ERRORS:
-            self._print(f"error: {where}: {message}", "red")
-        elif n == MAX_EVENT_ERRORS + 1:
-            self._print(f"error: more than {MAX_EVENT_ERRORS} events failed; the rest are counted in the "
-                        "summary (use -v to list every one)", "red")
+        """One failed event: every bad line is named with its FILE:LINE, even with --quiet."""
+        self._print(f"error: {where}: {message}", "red")
 
     def note(self, message):
         """Information for people, unless --quiet."""

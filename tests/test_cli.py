@@ -330,3 +330,20 @@ def test_a_missing_input_file_is_a_usage_error_before_anything_is_sent(tmp_path)
     assert run.exit_code == 2
     assert "nope.ndjson" in run.stderr and "does not exist" in run.stderr
     assert run.stdout == ""
+
+
+def test_ctrl_c_during_a_dry_run_exits_130_not_click_aborted(tmp_path):
+    events = tmp_path / "many.ndjson"
+    line = '{"type":"track","userId":"u","event":"e","properties":{"n":1}}\n'
+    events.write_text(line * 400_000)  # several seconds of dry run: time to interrupt it
+    config = str(Path(__file__).resolve().parent.parent / "config.example.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "gspx_cli", "send", "--dry-run", "-c", config, str(events)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b'{"input"')  # it is running
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert b"interrupted" in err
+    finally:
+        proc.kill()
