@@ -59,6 +59,14 @@ def _int64(value, field, warnings):
     return None
 
 
+def _finite(number, field, warnings, problem):
+    """number when finite; else None and a warning (strict JSON has no inf/NaN)."""
+    if _isfinite(number):
+        return number
+    _warn(warnings, field, problem)
+    return None
+
+
 def to_epoch_ms(value, field="value", warnings=None):
     """ISO 8601 text or epoch-ms number -> epoch milliseconds (int); None (and a warning) if unusable."""
     if isinstance(value, str):
@@ -81,10 +89,9 @@ def to_epoch_ms(value, field="value", warnings=None):
     elif isinstance(value, int):
         return _int64(value, field, warnings)
     elif isinstance(value, float):
-        if math.isfinite(value):
-            return _int64(int(value), field, warnings)  # int() truncates toward zero
-        _warn(warnings, field, f"timestamp {_show(value)} is not a finite number")
-        return None
+        if _finite(value, field, warnings, f"timestamp {_show(value)} is not a finite number") is None:
+            return None
+        return _int64(int(value), field, warnings)  # int() truncates toward zero
     _warn(warnings, field, f"cannot parse timestamp {_show(value)}")
     return None
 
@@ -96,10 +103,7 @@ def to_number(value, field="value", warnings=None):
     elif isinstance(value, int):
         return _int64(value, field, warnings)
     elif isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        _warn(warnings, field, f"number {_show(value)} is too large")
-        return None
+        return _finite(value, field, warnings, f"number {_show(value)} is too large")
     elif isinstance(value, str):
         text = value.strip()
         if _INT_TEXT.fullmatch(text):
@@ -109,11 +113,7 @@ def to_number(value, field="value", warnings=None):
                 _warn(warnings, field, f"number {_show(value)} is too large")
                 return None
         if _FLOAT_TEXT.fullmatch(text):
-            number = float(text)
-            if math.isfinite(number):
-                return number
-            _warn(warnings, field, f"number {_show(value)} is too large")
-            return None
+            return _finite(float(text), field, warnings, f"number {_show(value)} is too large")
     _warn(warnings, field, f"not a number: {_show(value)}")
     return None
 
@@ -160,10 +160,7 @@ def _plain(value, field="value", warnings=None):
     if isinstance(value, int):
         return _int64(value, field, warnings)
     if isinstance(value, float):
-        if math.isfinite(value):
-            return value
-        _warn(warnings, field, f"{_show(value)} is not a finite number")
-        return None
+        return _finite(value, field, warnings, f"{_show(value)} is not a finite number")
     if isinstance(value, (dict, list)) and _has_non_finite(value):
         _warn(warnings, field, "holds a number that is not finite (not strict JSON)")
         return None
