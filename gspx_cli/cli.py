@@ -91,7 +91,7 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     settings = config.load_settings(config_path, overrides=overrides, require_api_key=not dry_run)
     reporter = report.Reporter(verbose=verbose, quiet=quiet, progress=progress)
     for warning in settings.warnings:
-        reporter.warning(settings.source, warning)
+        reporter.warning(None, warning)  # config warnings name their file
     ledger = Ledger(failed_output=failed_output, checkpoint=None if dry_run else checkpoint)
     report_file = _open_report(report_path)
     stop = delivery.StopFlag()
@@ -138,7 +138,7 @@ def check(ctx, config_path, online):
     settings = config.load_settings(config_path, require_api_key=online)
     reporter = report.Reporter()
     for warning in settings.warnings:
-        reporter.warning(settings.source, warning)
+        reporter.warning(None, warning)  # config warnings name their file
     reporter.settings_table(config.describe_settings(settings))
     if not settings.api_key:
         reporter.note("note: no api_key (set GSPX_API_KEY): fine for --dry-run, needed to send")

@@ -37,6 +37,7 @@ class RunStats:
     skip_reasons: Counter = field(default_factory=Counter)
     warnings: int = 0
     failed_output_lines: int = 0
+    not_copied: list = field(default_factory=list)  # FILE:LINE of failed lines too long to copy to the failed output
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -109,7 +110,8 @@ class Ledger:
             line = jsonio.dumps(record.event).encode("utf-8")
         else:
             line = record.raw
-        if not line:  # an over-long line is never held in memory, so it cannot be copied
+        if not line:  # an over-long line is never held in memory, so it cannot be copied: say where it is
+            self.stats.not_copied.append(record.where)
             return
         if self._failed_file is None:
             self._failed_file = open(self._failed_path, "ab")

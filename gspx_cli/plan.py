@@ -111,16 +111,18 @@ def describe(plan, base_url):
 
 
 def _describe_upsert(step, base_url):
+    # every item stays a real request (method, url, json); a create this event may not make
+    # (an account without a name) is said in the `when` of the request that precedes it
     kind = step.kind
     update = {"method": "PUT", "url": base_url + object_path(kind, step.id), "json": step.update_body}
-    if step.create_body is not None:
-        create = {"method": "POST", "url": base_url + create_path(kind), "json": step.create_body}
-    else:
-        create = {"error": step.create_error}
     if step.put_first:
-        update["when"] = f"always tried first"
-        create["when"] = f"PUT says the {kind} is not found"
-        return [update, create]
-    create["when"] = f"{kind} not found"
-    update["when"] = f"{kind} exists"
-    return [create, update]
+        update["when"] = "always tried first"
+        missing = f"PUT says the {kind} is not found"
+    else:
+        update["when"] = f"{kind} exists"
+        missing = f"{kind} not found"
+    if step.create_body is None:
+        update["when"] += f"; when {missing}, the event fails: {step.create_error}"
+        return [update]
+    create = {"method": "POST", "url": base_url + create_path(kind), "json": step.create_body, "when": missing}
+    return [update, create] if step.put_first else [create, update]

@@ -108,9 +108,9 @@ class Reporter:
         return write
 
     def warning(self, where, message):
-        """A warning line, unless --quiet."""
+        """A warning line, unless --quiet; where (FILE:LINE) may be None when the message names it."""
         if not self.quiet:
-            self._print(f"warning: {where}: {message}", "yellow")
+            self._print(f"warning: {where}: {message}" if where else f"warning: {message}", "yellow")
 
     def event_failed(self, where, message):
         """One failed event: every bad line is named with its FILE:LINE, even with --quiet."""
@@ -249,6 +249,9 @@ class Reporter:
                                       f"fix them and replay with `gspx send ... {failed_output}`)")
             else:
                 fact("failed output", f"{failed_output} (nothing appended)")
+            if stats.not_copied:
+                fact("", f"{len(stats.not_copied):,} failed lines longer than --max-line-bytes were not copied "
+                         f"(e.g. {stats.not_copied[0]}); see --report failed_output_not_copied")
         if checkpoint and not self.dry:
             fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
         if result.stop_reason is not None:
@@ -303,6 +306,7 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         "events_per_second": round(stats.read / elapsed, 1) if elapsed > 0 else None,
         "failed_output": failed_output,
         "failed_output_lines": stats.failed_output_lines,
+        "failed_output_not_copied": stats.not_copied,
         "checkpoint": None if dry_run else checkpoint,
     }
 

@@ -3,6 +3,7 @@
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,7 @@ from gspx_cli.report import Reporter, report_data, write_report
 REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "read", "delivered", "skipped",
                "failed", "invalid", "not_sent", "by_type", "skip_reasons", "failure_reasons", "requests",
                "warnings", "elapsed_seconds", "events_per_second", "failed_output", "failed_output_lines",
+               "failed_output_not_copied",
                "checkpoint"}
 COUNT_KEYS = {"read", "delivered", "skipped", "failed", "invalid", "not_sent"}
 
@@ -188,3 +190,19 @@ def test_elapsed_is_frozen_when_the_run_stops():
     reporter.stop()
     first = reporter.elapsed(result.stats)
     assert reporter.elapsed(result.stats) == first
+
+
+def test_failed_lines_too_long_to_copy_are_named_in_the_summary_and_report(tmp_path):
+    from e2e import gspx
+
+    config = str(Path(__file__).resolve().parent.parent / "config.example.yaml")
+    events = tmp_path / "long.ndjson"
+    events.write_text('{"type":"track","userId":"u","event":"' + "e" * 100 + '"}\n{"type":"page","userId":"u"}\n')
+    report = tmp_path / "report.json"
+    failed = tmp_path / "failed.ndjson"
+    run = gspx("send", "--dry-run", "-c", config, "--max-line-bytes", "50", "--failed-output", str(failed),
+               "--report", str(report), str(events))
+    assert run.exit_code == 1
+    assert f"not copied (e.g. {events}:1)" in run.stderr
+    assert json.loads(report.read_text())["failed_output_not_copied"] == [f"{events}:1"]
+    assert not failed.exists()

@@ -190,7 +190,7 @@ def test_group_or_world_readable_config_with_key_warns_and_names_chmod_600(tmp_p
     cfg = config_with_key(tmp_path, "https://px.example.test/v1", mode=0o644)
     run = gspx("send", "--dry-run", "-c", cfg, write_events(tmp_path, EVENTS[:1]), key=None)
     assert run.exit_code == 0
-    assert (f"warning: {cfg}: {cfg}: holds api_key and can be read by other users; run `chmod 600 {cfg}` "
+    assert (f"warning: {cfg}: holds api_key and can be read by other users; run `chmod 600 {cfg}` "
             "or remove api_key and set GSPX_API_KEY instead") in run.stderr
 
 

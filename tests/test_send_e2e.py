@@ -166,3 +166,16 @@ def test_missing_key_is_a_config_error_exit_2(setup):
     assert run.exit_code == 2
     assert "api_key" in run.stderr
     assert px.requests == []
+
+
+def test_dry_run_items_are_all_real_requests_even_when_an_account_cannot_be_created(setup):
+    px, cfg, tmp = setup
+    import json
+    nameless = {"type": "group", "userId": "u1", "groupId": "g2", "traits": {"industry": "x"}}
+    run = gspx("send", "--dry-run", "-c", cfg, write_events(tmp, [nameless]), key=None)
+    (line,) = [json.loads(x) for x in run.stdout.splitlines()]
+    assert all({"method", "url"} <= set(item) for item in line["requests"])
+    assert all("json" in item for item in line["requests"] if item["method"] != "GET")
+    put = next(item for item in line["requests"] if item["url"].endswith("/accounts/g2"))
+    assert "the event fails" in put["when"] and "without a name" in put["when"]
+    assert not any(item["method"] == "POST" for item in line["requests"])
