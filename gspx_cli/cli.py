@@ -92,6 +92,8 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     reporter = report.Reporter(verbose=verbose, quiet=quiet, progress=progress)
     for warning in settings.warnings:
         reporter.warning(None, warning)  # config warnings name their file
+    if (not files or "-" in files) and sys.stdin.isatty():
+        reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
     ledger = Ledger(failed_output=failed_output, checkpoint=None if dry_run else checkpoint)
     report_file = _open_report(report_path)
     stop = delivery.StopFlag()
