@@ -283,15 +283,16 @@ class Executor:
             return True
         if resp.status == 404:
             return False
-        raise PxError(resp.status, f"GET {path}: HTTP {resp.status}: {resp.message}")
+        self._check(resp, "GET", path)
 
     def _upsert(self, step):
         if step.put_first:
-            resp = self._call("PUT", object_path(step.kind, step.id), step.update_body)
+            path = object_path(step.kind, step.id)
+            resp = self._call("PUT", path, step.update_body)
             if resp.missing:
                 self._create(step)
             else:
-                self._check(resp, "PUT", object_path(step.kind, step.id))
+                self._check(resp, "PUT", path)
         elif self._exists(step.kind, step.id):
             self._update(step)
         else:
@@ -305,10 +306,11 @@ class Executor:
     def _create(self, step):
         if step.create_body is None:
             raise PxError(None, step.create_error)
-        resp = self._call("POST", create_path(step.kind), step.create_body)
+        path = create_path(step.kind)
+        resp = self._call("POST", path, step.create_body)
         if resp.conflict:  # made meanwhile by another worker or process: update it instead
             return self._update(step)
-        self._check(resp, "POST", create_path(step.kind))
+        self._check(resp, "POST", path)
 
     @staticmethod
     def _check(resp, method, path):
@@ -401,19 +403,16 @@ def _dispatch(records, mapper, settings, reporter, ledger, stop, pool, saver):
             for warning in result.warnings:
                 reporter.warning(record.where, warning)
                 ledger.warn()
+            if dry_run is not None:
+                dry_run(record, result, base_url)
             if type(result) is Plan:
                 if dry_run is not None:
-                    dry_run(record, result, base_url)
                     ledger.settle_dry_run_plan(result.type)
                 else:
                     pool.submit(record, result)
             elif type(result) is Skipped:
-                if dry_run is not None:
-                    dry_run(record, result, base_url)
                 settle(record, SKIPPED, result.reason, result.type)
             else:
-                if dry_run is not None:
-                    dry_run(record, result, base_url)
                 reporter.event_failed(record.where, result.message)
                 settle(record, INVALID, result.message, result.type)
 

@@ -116,7 +116,6 @@ GROUP_USER_ID_PATHS = (
 GROUP_ID_PATHS = (("groupId",), ("traits", "groupId"))
 
 # MAPPING.md "Which events are sent at all"
-SENT_TYPES = frozenset({"identify", "group", "track"})
 SKIPPED_TYPES = frozenset({"page", "screen", "alias"})
 PX_INTEGRATION_NAMES = (
     "GAINSIGHT_PX",

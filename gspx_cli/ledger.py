@@ -162,6 +162,13 @@ class Checkpoint:
         self._last = {}  # source key -> last line registered
         self._members = {}  # (key, line) -> {id(record): index}, for lines with several records open
         self._parts = {}  # (key, line) -> {index} settled so far, for lines settled in part
+        self._keys = {}  # source as typed -> source key: abspath once per input, not per event
+
+    def _key(self, source):
+        key = self._keys.get(source)
+        if key is None:
+            key = self._keys[source] = source_key(source)
+        return key
 
     def skip_lines(self):
         """The settled prefix of each input: the reader skips these lines."""
@@ -174,17 +181,18 @@ class Checkpoint:
 
     def already_settled(self, record, index):
         """True when an earlier run settled this event (index: its place in its line) beyond the prefix."""
-        prior = self._prior.get(source_key(record.source))
+        prior = self._prior.get(self._key(record.source))
         if not prior or record.line_no not in prior:
             return False
         parts = prior[record.line_no]
         return parts is None or index in parts
 
     def opened(self, records, indices=None):
+        """Register one line's records as outstanding."""
         first = records[0]
         if first.line_no <= 0:  # "cannot open": no line to remember
             return
-        key, line = source_key(first.source), first.line_no
+        key, line = self._key(first.source), first.line_no
         self._pending.setdefault(key, {})[line] = len(records)
         self._order.setdefault(key, deque()).append(line)
         self._last[key] = line
@@ -193,7 +201,8 @@ class Checkpoint:
             self._members[(key, line)] = {id(r): i for r, i in zip(records, indices)}
 
     def settled(self, record):
-        key, line = source_key(record.source), record.line_no
+        """One record is settled; the prefix grows past every line whose records are all settled."""
+        key, line = self._key(record.source), record.line_no
         pending = self._pending.get(key)
         if pending is None or line not in pending:
             return
@@ -245,15 +254,8 @@ class Checkpoint:
         return {k: v["settled_lines"] for k, v in self.snapshot()["inputs"].items()}
 
     def write(self, data):
+        """Write a snapshot() atomically."""
         atomic_write(self.path, (jsonio.dumps(data) + "\n").encode("utf-8"))
-
-    def save(self):
-        self.write(self.snapshot())
-
-
-def load_checkpoint(path):
-    """Settled line counts from a checkpoint file; a missing file means nothing is settled."""
-    return _load_state(path)[0]
 
 
 def _load_state(path):

@@ -9,13 +9,16 @@ from rich.table import Table
 from rich.text import Text
 
 from gspx_cli import __version__, jsonio
+from gspx_cli.errors import ExitCode
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
-from gspx_cli.plan import Invalid, Plan, Skipped, describe
+from gspx_cli.plan import Plan, Skipped, describe
 
 PROGRESS_REFRESH = 4  # per second
 TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to REPORT_REASONS
 REPORT_REASONS = 20
-STOP_NAMES = {130: "SIGINT", 143: "SIGTERM", 3: "auth"}  # --report `stopped`, by exit code
+# why a run stopped early, by exit code: (--report `stopped`, the summary's words)
+STOPS = {ExitCode.SIGINT: ("SIGINT", "Ctrl-C (SIGINT)"), ExitCode.SIGTERM: ("SIGTERM", "SIGTERM"),
+         ExitCode.AUTH: ("auth", "the API key was refused")}
 
 
 def _isatty(stream):
@@ -255,8 +258,7 @@ class Reporter:
         if checkpoint and not self.dry:
             fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
         if result.stop_reason is not None:
-            why = {130: "Ctrl-C (SIGINT)", 143: "SIGTERM", 3: "the API key was refused"}.get(
-                int(result.stop_reason), str(result.stop_reason))
+            why = STOPS[result.stop_reason][1]
             fact("stopped", f"by {why}; {out[INTERRUPTED]:,} events read but not sent")
         for line in facts:
             self._print(line)
@@ -292,7 +294,7 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         "gspx_version": __version__,
         "dry_run": dry_run,
         "exit_code": int(exit_code),
-        "stopped": None if result.stop_reason is None else STOP_NAMES.get(int(result.stop_reason)),
+        "stopped": None if result.stop_reason is None else STOPS[result.stop_reason][0],
         **totals,
         "by_type": {t: counts(c) for t, c in sorted(stats.by_type.items())},
         "skip_reasons": dict(stats.skip_reasons.most_common()),
@@ -300,7 +302,7 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
                             for r, e in stats.top_reasons(REPORT_REASONS)],
         "requests": {"total": reqs.total, "retries": reqs.retries, "by_kind": dict(sorted(reqs.by_kind.items())),
                      "by_status": {str(k): v for k, v in sorted(reqs.by_status.items(), key=lambda kv: str(kv[0]))},
-                     "by_event_type": dict(sorted(getattr(reqs, "by_event_type", {}).items()))},
+                     "by_event_type": dict(sorted(reqs.by_event_type.items()))},
         "warnings": stats.warnings,
         "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(stats.read / elapsed, 1) if elapsed > 0 else None,

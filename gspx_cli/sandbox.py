@@ -68,7 +68,6 @@ _ROUTES = {
     ("POST", "/accounts"): "_post_account",
     ("POST", "/events/custom"): "_post_event",
 }
-_KNOWN_KINDS = {kind for _, kind in _ROUTES}
 
 
 def _classify(path):
