@@ -66,6 +66,7 @@ class RetryPolicy:
         return Decision("retry", delay)
 
     def retry_after_seconds(self, value):
+        """Seconds a Retry-After header asks for (seconds or HTTP date), capped; None if absent or unreadable."""
         if not value:
             return None
         from urllib3.exceptions import InvalidHeader
@@ -90,6 +91,7 @@ class RateLimiter:
         self._sleep = sleep
 
     def acquire(self):
+        """Wait for this request's slot."""
         with self._lock:
             now = self._clock()
             slot = max(now, self._next)
@@ -109,12 +111,14 @@ class StopFlag:
         self.auth_error = None
 
     def set(self, reason, auth_error=None):
+        """Stop the run; the first reason given wins."""
         if not self._event.is_set():
             self.reason = reason
             self.auth_error = auth_error
             self._event.set()
 
     def wait(self, timeout):
+        """Sleep up to timeout; True when the run was stopped meanwhile."""
         return self._event.wait(timeout)
 
 
@@ -143,9 +147,11 @@ class RequestStats:
 
     @property
     def total(self):
+        """All requests made, retries included."""
         return sum(self.by_kind.values())
 
     def count(self, kind, status, retry, event_type=None):
+        """Count one attempt."""
         with self.lock:
             self.by_kind[kind] += 1
             if event_type:
@@ -320,6 +326,8 @@ class Executor:
 
 @dataclass
 class RunResult:
+    """What a run did: the counts, the requests, what was read, and why it stopped early (if it did)."""
+
     stats: object
     requests: RequestStats
     read: ReadStats

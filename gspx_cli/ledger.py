@@ -42,9 +42,11 @@ class RunStats:
 
     @property
     def failed(self):
+        """Events that failed, invalid ones included."""
         return self.outcomes[FAILED] + self.outcomes[INVALID]
 
     def top_reasons(self, n=5):
+        """The n most frequent failure reasons, most frequent first."""
         return sorted(self.reasons.items(), key=lambda kv: -kv[1].count)[:n]
 
 
@@ -100,6 +102,7 @@ class Ledger:
         _type_counts(st, event_type)[DELIVERED] += 1
 
     def warn(self):
+        """Count one warning."""
         with self._lock:
             self.stats.warnings += 1
 
@@ -130,6 +133,7 @@ class Ledger:
             self.checkpoint.write(data)
 
     def close(self):
+        """Close the failed output and save the checkpoint a last time."""
         with self._lock:
             if self._failed_file:
                 self._failed_file.close()

@@ -20,6 +20,7 @@ class PxResponse:
 
     @property
     def ok(self):
+        """Any 2xx is success (MAPPING.md)."""
         return 200 <= self.status < 300
 
     @property
@@ -60,6 +61,7 @@ class PxClient:
             resp.close()
 
     def close(self):
+        """Close the session's connections."""
         self.session.close()
 
 

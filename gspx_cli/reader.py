@@ -37,6 +37,7 @@ class Record:
 
     @property
     def where(self):
+        """FILE:LINE, as error lines and dry-run output name it."""
         return f"{self.source}:{self.line_no}"
 
 
