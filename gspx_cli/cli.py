@@ -1,4 +1,4 @@
-"""Command line: options -> Settings -> delivery.run -> exit code. The only module that imports click."""
+"""Command line: options -> Settings -> coordinator.run -> exit code. The only module that imports click."""
 
 import os
 import signal
@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from gspx_cli import __version__, config, delivery, report
-from gspx_cli.errors import ConfigError, ExitCode, GspxError
+from gspx_cli import __version__, config, coordinator, report
+from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError
 from gspx_cli.ledger import Ledger
 from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES
 
@@ -82,7 +82,7 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
 
     Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
     Exit status: 0 all delivered or skipped, 1 some events failed, 2 usage or config error,
-    3 API key refused, 130/143 interrupted.
+    3 API key refused, 4 PX unavailable too long, 129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).
     """
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose cannot be used together")
@@ -96,14 +96,14 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
         reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
     ledger = Ledger(failed_output=failed_output, checkpoint=None if dry_run else checkpoint)
     report_file = _open_report(report_path)
-    stop = delivery.StopFlag()
-    restore = delivery.install_signal_handlers(stop) if not dry_run else (lambda: None)
+    stop = coordinator.StopFlag()
+    restore = coordinator.install_signal_handlers(stop)
     try:  # our handlers stay until the summary and report are out: a Ctrl-C there is no KeyboardInterrupt
-        result = delivery.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
-                              max_line_bytes=max_line_bytes, stop=stop)
+        result = coordinator.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
+                                 max_line_bytes=max_line_bytes, stop=stop)
         code = exit_code(result)
-        if result.auth_error is not None:
-            reporter.error(str(result.auth_error))
+        if result.stop_error is not None:
+            reporter.error(str(result.stop_error))
         reporter.summary(result, failed_output=failed_output, checkpoint=checkpoint)
         if report_file:
             with report_file:
@@ -127,7 +127,7 @@ def _open_report(path):
 def exit_code(result):
     """CLI.md exit status from what the run did."""
     if result.stop_reason is not None:
-        return ExitCode(result.stop_reason)
+        return STOP_EXIT_CODES[result.stop_reason]
     return ExitCode.EVENTS_FAILED if result.stats.failed else ExitCode.OK
 
 
@@ -145,7 +145,9 @@ def check(ctx, config_path, online):
     if not settings.api_key:
         reporter.note("note: no api_key (set GSPX_API_KEY): fine for --dry-run, needed to send")
     if online:
-        delivery.check_key(settings)
+        from gspx_cli.sender import check_key
+
+        check_key(settings)
         reporter.note(f"ok: Gainsight PX accepted the API key at {settings.base_url}")
     ctx.exit(int(ExitCode.OK))
 

@@ -10,8 +10,21 @@ class ExitCode(IntEnum):
     EVENTS_FAILED = 1
     CONFIG = 2
     AUTH = 3
+    OUTAGE = 4
+    SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
+
+
+# why a run stopped early (--report `stopped`) -> its exit status (CLI.md "Exit status")
+STOP_EXIT_CODES = {
+    "SIGINT": ExitCode.SIGINT,
+    "SIGTERM": ExitCode.SIGTERM,
+    "SIGHUP": ExitCode.SIGHUP,
+    "auth": ExitCode.AUTH,
+    "outage": ExitCode.OUTAGE,
+    "output": ExitCode.EVENTS_FAILED,
+}
 
 
 class GspxError(Exception):
@@ -51,6 +64,24 @@ class AuthRejectedError(GspxError):
             f"Gainsight PX refused the API key (HTTP {status}) at {base_url}{detail}. "
             "Check api_key / GSPX_API_KEY and data_center / base_url."
         )
+
+
+class OutageError(GspxError):
+    """Gainsight PX stayed unavailable for longer than delivery.max_outage: the run stops (exit 4)."""
+
+    exit_code = ExitCode.OUTAGE
+
+
+class OutputError(GspxError):
+    """An output (--failed-output, --checkpoint, --report) could not be written: the run stops."""
+
+    exit_code = ExitCode.EVENTS_FAILED
+
+    def __init__(self, path, option, exc):
+        self.path = path
+        self.option = option
+        reason = getattr(exc, "strerror", None) or str(exc)
+        super().__init__(f"cannot write {option} {path}: {reason}")
 
 
 class PxError(Exception):

@@ -94,35 +94,116 @@ class Invalid:
     warnings: tuple = ()
 
 
-def describe(plan, base_url):
-    """The dry-run `requests` list for a Plan (CLI.md "Dry-run output")."""
-    out = []
+# ---- one description of what a plan may send: the live executor walks it, the dry run lists it ----
+
+
+@dataclass(slots=True)
+class Call:
+    """One request a plan may make, and where each kind of answer leads.
+
+    ok / missing / conflict: the index of the next Call (len(calls): the event is done), or for
+    missing a message to fail the event with; None: that answer fails the event with PX's message.
+    """
+
+    method: str
+    path: str
+    body: dict | None
+    when: str | None = None  # the case in which it is made (dry-run `when`); None: always
+    ok: int = 0
+    missing: object = None
+    conflict: int | None = None
+    known: tuple | None = None  # (kind, id) known to exist once this call succeeds
+
+
+def expand(plan, known):
+    """The Calls of a Plan, given the ids known to exist (known[kind] supports `in`), in listing order.
+
+    Every path the executor can take is a run of these calls in this order, so the dry run's listing
+    holds every request a live run could make for the event (CLI.md "Dry-run output").
+    """
+    calls = []
     for step in plan.steps:
-        if isinstance(step, Write):
-            out.append({"method": step.method, "url": base_url + step.path, "json": step.body})
-        elif isinstance(step, RequireUser):
-            out.append(
-                {"method": "GET", "url": base_url + object_path("user", step.user_id),
-                 "when": "user not known to exist yet; a 404 fails the event"}
-            )
-        elif isinstance(step, Upsert):
-            out.extend(_describe_upsert(step, base_url))
+        kind = type(step)
+        if kind is Write:
+            calls.append(Call(step.method, step.path, step.body, ok=len(calls) + 1))
+        elif kind is RequireUser:
+            if step.user_id not in known["user"]:
+                calls.append(Call("GET", object_path("user", step.user_id), None,
+                                  "user not known to exist yet; a 404 fails the event", ok=len(calls) + 1,
+                                  missing=f"user '{step.user_id}' not found in Gainsight PX: "
+                                          "an identify for this user must come first",
+                                  known=("user", step.user_id)))
+        else:
+            _expand_upsert(step, step.id in known[step.kind], calls)
+    return calls
+
+
+def _expand_upsert(step, is_known, calls):
+    # MAPPING.md identify / group step 2 / "Fewer calls", and a create refused as a duplicate -> the PUT
+    kind, at = step.kind, len(calls)
+    mark = (kind, step.id)
+    path = object_path(kind, step.id)
+    creatable = step.create_body is not None
+    if is_known and not step.put_first:  # known to exist: the update is the whole flow
+        calls.append(Call("PUT", path, step.update_body, ok=at + 1, known=mark))
+        return
+    if step.put_first:
+        if not creatable:
+            calls.append(Call("PUT", path, step.update_body, ok=at + 1, missing=step.create_error, known=mark))
+            return
+        done = at + 3
+        calls.append(Call("PUT", path, step.update_body, ok=done, missing=at + 1, known=mark))
+        calls.append(Call("POST", create_path(kind), step.create_body, f"PUT says the {kind} is not found",
+                          ok=done, conflict=at + 2, known=mark))
+        calls.append(Call("PUT", path, step.update_body, "the create was refused: it was made meanwhile",
+                          ok=done, known=mark))
+        return
+    lookup = f"{kind} not known to exist yet"
+    if not creatable:
+        done = at + 2
+        calls.append(Call("GET", path, None, lookup, ok=at + 1, missing=step.create_error, known=mark))
+        calls.append(Call("PUT", path, step.update_body,
+                          f"{kind} exists; when it is not found, the event fails: {step.create_error}",
+                          ok=done, known=mark))
+        return
+    done = at + 3
+    calls.append(Call("GET", path, None, lookup, ok=at + 2, missing=at + 1, known=mark))
+    calls.append(Call("POST", create_path(kind), step.create_body, f"{kind} not found", ok=done,
+                      conflict=at + 2, known=mark))
+    calls.append(Call("PUT", path, step.update_body, f"{kind} exists, or its create was refused as a duplicate",
+                      ok=done, known=mark))
+
+
+def describe(plan, base_url, known=None):
+    """The dry-run `requests` list for a Plan (CLI.md "Dry-run output"), from the same Calls a live run walks."""
+    out = []
+    for call in expand(plan, known or _NOTHING_KNOWN):
+        item = {"method": call.method, "url": base_url + call.path}
+        if call.body is not None:
+            item["json"] = call.body
+        if call.when is not None:
+            item["when"] = call.when
+        out.append(item)
     return out
 
 
-def _describe_upsert(step, base_url):
-    # every item stays a real request (method, url, json); a create this event may not make
-    # (an account without a name) is said in the `when` of the request that precedes it
-    kind = step.kind
-    update = {"method": "PUT", "url": base_url + object_path(kind, step.id), "json": step.update_body}
-    if step.put_first:
-        update["when"] = "always tried first"
-        missing = f"PUT says the {kind} is not found"
-    else:
-        update["when"] = f"{kind} exists"
-        missing = f"{kind} not found"
-    if step.create_body is None:
-        update["when"] += f"; when {missing}, the event fails: {step.create_error}"
-        return [update]
-    create = {"method": "POST", "url": base_url + create_path(kind), "json": step.create_body, "when": missing}
-    return [update, create] if step.put_first else [create, update]
+def surely_known(plan, known):
+    """The ids that a successful run of the plan is sure to leave existing, for a dry run's `known`.
+
+    Only what cannot fail against a healthy PX: a group whose user is not known may fail (user not
+    found), so it teaches nothing; an account this event cannot create may not exist.
+    """
+    learnt = []
+    for step in plan.steps:
+        kind = type(step)
+        if kind is RequireUser:
+            if step.user_id not in known["user"]:
+                return learnt
+        elif kind is Upsert:
+            if step.create_body is None and step.id not in known[step.kind]:
+                return learnt
+            learnt.append((step.kind, step.id))
+    return learnt
+
+
+_NOTHING_KNOWN = {"user": (), "account": ()}

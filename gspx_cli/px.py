@@ -1,4 +1,4 @@
-"""Gainsight PX REST client: one requests.Session, one attempt per call, no retries (delivery decides those)."""
+"""Gainsight PX REST client: one requests.Session, one attempt per call, no retries (sender.py decides those)."""
 
 from dataclasses import dataclass
 

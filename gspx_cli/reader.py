@@ -1,7 +1,8 @@
 """Input reading: NDJSON files / stdin / .gz into Records that know their file:line (CLI.md "gspx send")."""
 
-import io
+import itertools
 import os
+import select
 import stat
 import sys
 import zlib
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 from . import jsonio
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # CLI.md --max-line-bytes default
-READ_BUFFER_BYTES = 1024 * 1024  # big reads: fewer syscalls at 100k+ lines/s
-GZIP_INPUT_BYTES = 64 * 1024  # compressed bytes per read
-GZIP_BUFFER_BYTES = 128 * 1024  # decompressed bytes per buffer fill
-DRAIN_CHUNK_BYTES = 64 * 1024  # the rest of an overlong line is skipped this much at a time
+READ_CHUNK_BYTES = 1024 * 1024  # big reads: fewer syscalls at 100k+ lines/s
+GZIP_OUT_BYTES = 1024 * 1024  # decompressed bytes per piece: a gzip bomb is never inflated whole
+MAX_BATCH = 512  # records handed on at once; bounds what a stop leaves read but not sent
+POLL_SECONDS = 0.2  # a silent pipe is re-checked this often for a stop
+INCOMPLETE_PREFIX = "incomplete last line (no line end; is the file still being written?): "
 GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952; no NDJSON line can start with 0x1f, so sniffing is safe
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -34,6 +36,9 @@ class Record:
     event: dict | None  # the event object; None when the line is bad
     problem: str | None = None  # why the line is bad
     unwrapped: bool = False  # came out of a batch/envelope: failed output writes the event alone
+    index: int = 0  # its place among the events of its line (a batch line holds several)
+    count: int = 1  # how many events its line holds
+    incomplete: bool = False  # the input's unfinished last line: not settled in the checkpoint
 
     @property
     def where(self):
@@ -58,14 +63,24 @@ def source_key(path):
     return "-" if path == "-" else os.path.abspath(path)
 
 
-def iter_records(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_lines=None, stats=None, stdin=None):
-    """Yield a Record per event (or bad line) of each input in order; no paths or "-" is stdin."""
+def iter_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_lines=None, stats=None, stdin=None,
+                 stopped=None):
+    """Yield lists of Records (events or bad lines) of each input in order, each list as soon as the
+    lines in it are complete; no paths or "-" is stdin. stopped(): when true, nothing more is read."""
     paths = list(paths) or ["-"]
     if stats is not None:
         stats.bytes_total = _total_size(paths)
     for path in paths:
+        if stopped is not None and stopped():
+            return
         skip = skip_lines.get(source_key(path), 0) if skip_lines else 0
-        yield from _iter_source(path, max_line_bytes, skip, stats, stdin)
+        yield from _source_batches(path, max_line_bytes, skip, stats, stdin, stopped)
+
+
+def iter_records(paths, **kwargs):
+    """Yield a Record per event (or bad line) of each input in order (iter_batches, flattened)."""
+    for batch in iter_batches(paths, **kwargs):
+        yield from batch
 
 
 def _total_size(paths):
@@ -84,72 +99,71 @@ def _total_size(paths):
     return total
 
 
-class _GunzipRaw(io.RawIOBase):
-    """The decompressed bytes of a gzip stream (every member), counting compressed bytes read.
+def _raw_chunks(base, stats, stopped):
+    """The bytes of one input as they arrive, each read as large as what is ready (a pipe's lines come
+    at once, a file's in READ_CHUNK_BYTES blocks). Stops, without reading again, once stopped() is true."""
+    try:
+        fd = base.fileno()
+    except (AttributeError, OSError, ValueError):  # io.BytesIO in tests, CliRunner's stdin
+        fd = None
+    if fd is None:
+        read = getattr(base, "read1", base.read)
+        wait = None
+    else:
+        read = lambda n: os.read(fd, n)  # noqa: E731 - not the BufferedReader: select() must see all that is unread
+        # A pipe, FIFO or terminal may stay silent for ever: wait in short slices so a stop is noticed.
+        wait = None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
+    while True:
+        if stopped is not None and stopped():
+            return
+        if wait is not None and not select.select((wait,), (), (), POLL_SECONDS)[0]:
+            continue
+        data = read(READ_CHUNK_BYTES)
+        if not data:
+            return
+        if stats is not None:
+            stats.bytes_read += len(data)  # compressed bytes for gzip: the bar follows the file
+        yield data
+        data = None  # not kept alive while the next chunk is read
 
-    Not gzip.GzipFile: its buffered reads drop the data already decompressed when a truncated or
-    corrupt stream raises, losing up to a buffer of good lines; here every byte before the damage
-    is returned first, and the error comes on the next read, at the line reached.
+
+def _gunzip(chunks):
+    """The decompressed bytes of a gzip stream (every member), at most GZIP_OUT_BYTES per piece.
+
+    Not gzip.GzipFile: every byte before damage is yielded first, and a truncated or corrupt stream
+    then raises EOFError, so the lines before it are kept and the problem is reported at the line reached.
     """
-
-    def __init__(self, file, stats):
-        self._read = getattr(file, "read1", file.read)  # read1: a pipe's lines arrive without waiting for a full chunk
-        self._stats = stats
-        self._z = zlib.decompressobj(wbits=31)  # 31: expect the gzip header and trailer
-        self._empty = True  # an empty file reads as empty, as gzip.open does
-
-    def readable(self):
-        return True
-
-    def _next_input(self):
-        data = self._read(GZIP_INPUT_BYTES)
-        if self._stats is not None:
-            self._stats.bytes_read += len(data)
-        return data
-
-    def readinto(self, buf):
-        size = len(buf)
-        try:
+    z = zlib.decompressobj(wbits=31)  # 31: expect the gzip header and trailer
+    in_member = False
+    try:
+        for data in chunks:
             while True:
-                z = self._z
-                if z.unconsumed_tail:  # input left over from a read capped at size
-                    out = z.decompress(z.unconsumed_tail, size)
-                elif z.eof:  # end of a member: another member, zero padding (as gzip allows) or the end
-                    rest = z.unused_data.lstrip(b"\0")
-                    while not rest:
-                        more = self._next_input()
-                        if not more:
-                            return 0
-                        rest = more.lstrip(b"\0")
-                    self._z = z = zlib.decompressobj(wbits=31)
-                    out = z.decompress(rest, size)
-                else:
-                    data = self._next_input()
+                if z.eof or not in_member:
+                    data = data.lstrip(b"\0")  # zero padding after a member, as gzip allows
                     if not data:
-                        if self._empty:
-                            return 0
-                        raise EOFError("gzip data ends early (truncated file?)")
-                    self._empty = False
-                    out = z.decompress(data, size)
+                        break
+                    if z.eof:
+                        z = zlib.decompressobj(wbits=31)
+                    in_member = True
+                out = z.decompress(data, GZIP_OUT_BYTES)
                 if out:
-                    n = len(out)
-                    buf[:n] = out
-                    return n
-        except zlib.error as exc:
-            raise EOFError(f"not gzip data, or corrupt ({exc})") from None
+                    yield out
+                if z.eof:  # end of a member: another member may follow in what is left
+                    in_member = False
+                    data = z.unused_data
+                    continue
+                data = z.unconsumed_tail
+                if not data and len(out) < GZIP_OUT_BYTES:  # a full piece may leave output inside zlib
+                    break
+        if in_member:
+            raise EOFError("gzip data ends early (truncated file?)")
+    except zlib.error as exc:
+        raise EOFError(f"not gzip data, or corrupt ({exc})") from None
 
 
-def _starts_with_gzip(file):
-    """True when the stream begins with the gzip magic bytes; consumes nothing."""
-    peek = getattr(file, "peek", None)
-    if peek is not None:
-        return peek(2)[:2] == GZIP_MAGIC
-    if file.seekable():  # e.g. io.BytesIO in tests
-        pos = file.tell()
-        head = file.read(2)
-        file.seek(pos)
-        return head == GZIP_MAGIC
-    return False
+def _starts_with_gzip(first):
+    """True when the stream's first bytes are the gzip magic."""
+    return first[:2] == GZIP_MAGIC
 
 
 def _reason(exc):
@@ -157,8 +171,8 @@ def _reason(exc):
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _iter_source(path, max_line_bytes, skip, stats, stdin):
-    """Records of one input; an input that cannot be opened or read yields a problem Record and ends."""
+def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped):
+    """Batches of Records of one input; an input that cannot be opened or read yields a problem Record and ends."""
     if stats is not None:
         stats.current = path
     opened = None
@@ -167,68 +181,122 @@ def _iter_source(path, max_line_bytes, skip, stats, stdin):
             if path == "-":
                 base = stdin if stdin is not None else sys.stdin.buffer
             else:
-                base = opened = open(path, "rb", buffering=READ_BUFFER_BYTES)
-            # CLI.md: a .gz FILE is gzip; other inputs (stdin included) are gunzipped only when
-            # they start with the gzip magic bytes, which a text line never does.
-            compressed = path.lower().endswith(".gz") or _starts_with_gzip(base)
+                base = opened = open(path, "rb", buffering=0)
+            chunks = _raw_chunks(base, stats, stopped)
+            first = b""
+            for data in chunks:  # enough bytes to sniff for gzip (a pipe may deliver one byte first)
+                first += data
+                if len(first) >= 2:
+                    break
         except _READ_ERRORS as exc:
-            yield Record(path, 0, b"", None, f"cannot open: {_reason(exc)}")
+            yield [Record(path, 0, b"", None, f"cannot open: {_reason(exc)}")]
             return
-        if compressed:
-            stream = io.BufferedReader(_GunzipRaw(base, stats), GZIP_BUFFER_BYTES)
-        else:
-            stream = base
-        yield from _iter_lines(path, stream, max_line_bytes, skip, stats, count_line_bytes=not compressed)
+        # CLI.md: a .gz FILE is gzip; other inputs (stdin included) are gunzipped only when
+        # they start with the gzip magic bytes, which a text line never does.
+        stream = itertools.chain((first,), chunks) if first else chunks
+        if path.lower().endswith(".gz") or _starts_with_gzip(first):
+            stream = _gunzip(stream)
+        yield from _split(path, stream, max_line_bytes, skip, stats)
     finally:
         if opened is not None:
             opened.close()
 
 
-def _iter_lines(source, stream, max_line_bytes, skip, stats, count_line_bytes):
-    """Split a binary stream into lines and turn each into Records; never holds an overlong line."""
-    readline = stream.readline
-    # Room for "\r\n" after a line of exactly max_line_bytes (+3 for a BOM on line 1), so a chunk
-    # that fills the limit without reaching "\n" is certainly too long.
-    limit = max_line_bytes + 2
+def _split(source, chunks, max_line_bytes, skip, stats):
+    """Cut a stream of byte chunks into lines and lines into Records, one batch per chunk (at most
+    MAX_BATCH records), so each line is handed on as soon as its line end has arrived.
+
+    A line still without its end is kept only up to the limit; beyond that it is discarded as it
+    comes and reported as overlong, never held whole.
+    """
+    # Room for "\r" after a line of exactly max_line_bytes, and 3 more for a BOM on line 1.
+    limit = max_line_bytes + 4
     line_no = 0
+    tail = []  # pieces of the line whose end has not arrived yet
+    tail_len = 0
+    discarding = False  # inside an overlong line: drop bytes until its line end
+    batch = []
+    lines_before = stats.lines if stats is not None else 0  # stats.lines counts over all inputs
     try:
-        while True:
-            first = line_no == 0
-            want = limit + 3 if first else limit
-            chunk = readline(want)
-            if not chunk:
-                return
-            line_no += 1
-            if stats is not None:
-                stats.lines += 1
-                if count_line_bytes:
-                    stats.bytes_read += len(chunk)
-            if len(chunk) == want and chunk[-1] != 10:  # 10 == ord("\n"): no line end within the limit
-                while chunk and chunk[-1] != 10:  # discard the rest without keeping it
-                    chunk = readline(DRAIN_CHUNK_BYTES)
-                    if stats is not None and count_line_bytes:
-                        stats.bytes_read += len(chunk)
+        for chunk in chunks:
+            if tail or discarding:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    if not discarding:
+                        tail.append(chunk)
+                        tail_len += len(chunk)
+                        if tail_len > limit:
+                            tail, tail_len, discarding = [], 0, True
+                    continue
+                line_no += 1
+                if discarding:
+                    if line_no > skip:
+                        batch.append(_overlong(source, line_no, max_line_bytes))
+                    discarding = False
+                elif line_no > skip:
+                    tail.append(chunk[:nl])
+                    batch.extend(_records(source, line_no, b"".join(tail), max_line_bytes))
+                tail, tail_len = [], 0
+                chunk = chunk[nl + 1:]
+            if chunk.find(b"\n") < 0:  # no line ends at all: keep or drop it without a copy
+                lines, last = _NOTHING, chunk
+            else:
+                lines = chunk.split(b"\n")
+                last = lines.pop()  # the bytes after the last line end: the start of the next line
+            for line in lines:
+                line_no += 1
                 if line_no > skip:
-                    yield _overlong(source, line_no, max_line_bytes)
-                continue
-            if line_no <= skip:  # checkpoint resume: settled in an earlier run
-                continue
-            if first and chunk.startswith(UTF8_BOM):
-                chunk = chunk[3:]  # the BOM belongs to the file, not the line: raw stays replayable
-            # raw keeps a "\r" so failed output rewrites a CRLF line byte for byte with "\n";
-            # JSON treats the "\r" as trailing whitespace when parsing.
-            raw = chunk[:-1] if chunk[-1:] == b"\n" else chunk
-            if not raw or raw.isspace():
-                continue
-            if len(raw) > max_line_bytes and (len(raw) - (raw[-1] == 13)) > max_line_bytes:  # 13: "\r"
-                yield _overlong(source, line_no, max_line_bytes)
-                continue
-            yield from _parse_line(source, line_no, raw)
+                    batch.extend(_records(source, line_no, line, max_line_bytes))
+                    if len(batch) >= MAX_BATCH:
+                        yield batch
+                        batch = []
+            if last:
+                if len(last) > limit:
+                    discarding = True
+                else:
+                    tail, tail_len = [last], len(last)
+            if stats is not None:
+                stats.lines = lines_before + line_no
+            chunk = lines = last = None  # not kept alive while the next chunk is read
+            if batch:
+                yield batch
+                batch = []
+        if discarding:
+            line_no += 1
+            if line_no > skip:
+                batch.append(_overlong(source, line_no, max_line_bytes))
+        elif tail:
+            line_no += 1
+            if line_no > skip:
+                batch.extend(_records(source, line_no, b"".join(tail), max_line_bytes, final=True))
+        if stats is not None:
+            stats.lines = lines_before + line_no
+        if batch:
+            yield batch
     except _READ_ERRORS as exc:
         # A corrupt or truncated gzip (or an I/O error) ends this input at the line reached;
         # line 0 when nothing at all could be read (e.g. a .gz that is not gzip).
-        where = line_no + 1 if line_no else 0
-        yield Record(source, where, b"", None, f"cannot read further, rest of input skipped: {_reason(exc)}")
+        if stats is not None:
+            stats.lines = lines_before + line_no
+        where = line_no + 1 if line_no or tail else 0
+        batch.append(Record(source, where, b"", None, f"cannot read further, rest of input skipped: {_reason(exc)}"))
+        yield batch
+
+
+_NOTHING = ()
+
+
+def _records(source, line_no, raw, max_line_bytes, final=False):
+    """The Records of one physical line (without its "\n"): none for a blank line."""
+    if line_no == 1 and raw.startswith(UTF8_BOM):
+        raw = raw[3:]  # the BOM belongs to the file, not the line: raw stays replayable
+    # raw keeps a "\r" so failed output rewrites a CRLF line byte for byte with "\n";
+    # JSON treats the "\r" as trailing whitespace when parsing.
+    if not raw or raw.isspace():
+        return _NOTHING
+    if len(raw) > max_line_bytes and (len(raw) - (raw[-1] == 13)) > max_line_bytes:  # 13: "\r"
+        return (_overlong(source, line_no, max_line_bytes),)
+    return _parse_line(source, line_no, raw, final)
 
 
 def _overlong(source, line_no, max_line_bytes):
@@ -236,17 +304,22 @@ def _overlong(source, line_no, max_line_bytes):
     return Record(source, line_no, b"", None, f"line is longer than {max_line_bytes} bytes (--max-line-bytes)")
 
 
-def _parse_line(source, line_no, raw):
+def _parse_line(source, line_no, raw, final=False):
     """Records of one non-blank line, as a list: the event, the events of a batch/envelope, or a problem.
 
     A list, not a generator: a generator per line cost ~1 us of a dry run's ~40 us per event.
+    final: the input's last line had no line end; if it does not parse it is *incomplete* (CLI.md).
     """
     try:
         value = jsonio.loads_bytes(raw)  # no str copy of the line: orjson reads the bytes
-    except UnicodeDecodeError as exc:
-        return [Record(source, line_no, raw, None, f"not valid UTF-8 (byte offset {exc.start})")]
-    except jsonio.JsonError as exc:
-        return [Record(source, line_no, raw, None, str(exc))]
+    except (UnicodeDecodeError, jsonio.JsonError) as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            problem = f"not valid UTF-8 (byte offset {exc.start})"
+        else:
+            problem = str(exc)
+        if final:
+            return [Record(source, line_no, raw, None, INCOMPLETE_PREFIX + problem, incomplete=True)]
+        return [Record(source, line_no, raw, None, problem)]
     if type(value) is not dict:
         return [Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")]
     if "type" not in value:
@@ -256,13 +329,15 @@ def _parse_line(source, line_no, raw):
         if type(batch) is list:
             # An empty batch holds no events, so it gives no Record, like a blank line.
             records = []
-            for index, item in enumerate(batch, 1):
+            count = len(batch)
+            for index, item in enumerate(batch):
                 if type(item) is dict:
-                    records.append(Record(source, line_no, raw, item, unwrapped=True))
+                    records.append(Record(source, line_no, raw, item, unwrapped=True, index=index, count=count))
                 else:
                     # raw is the element alone (not unwrapped), so failed output writes just it.
-                    problem = f"batch element {index} is not a JSON object (got {_json_type(item)})"
-                    records.append(Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem))
+                    problem = f"batch element {index + 1} is not a JSON object (got {_json_type(item)})"
+                    records.append(Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem,
+                                          index=index, count=count))
             return records
         message = value.get("message")
         if type(message) is dict:

@@ -9,16 +9,16 @@ from rich.table import Table
 from rich.text import Text
 
 from gspx_cli import __version__, jsonio
-from gspx_cli.errors import ExitCode
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
-from gspx_cli.plan import Plan, Skipped, describe
+from gspx_cli.plan import Plan, Skipped
 
 PROGRESS_REFRESH = 4  # per second
 TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to REPORT_REASONS
 REPORT_REASONS = 20
-# why a run stopped early, by exit code: (--report `stopped`, the summary's words)
-STOPS = {ExitCode.SIGINT: ("SIGINT", "Ctrl-C (SIGINT)"), ExitCode.SIGTERM: ("SIGTERM", "SIGTERM"),
-         ExitCode.AUTH: ("auth", "the API key was refused")}
+# why a run stopped early (--report `stopped`) -> the summary's words
+STOPS = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP (hang-up)",
+         "auth": "the API key was refused", "outage": "Gainsight PX staying unavailable (delivery.max_outage)",
+         "output": "an output that could not be written"}
 
 
 def _isatty(stream):
@@ -86,15 +86,19 @@ class Reporter:
     # -- per event -------------------------------------------------------------------------------
     _dry_write = None  # chosen by the first dry-run line (_dry_writer)
 
-    def dry_run(self, record, result, base_url):
-        """One CLI.md dry-run line for one event."""
+    def dry_run(self, record, result, requests=None):
+        """One CLI.md dry-run line for one event; requests: a Plan's listing."""
         if type(result) is Plan:
-            line = {"input": record.where, "type": result.type, "requests": describe(result, base_url)}
+            line = {"input": record.where, "type": result.type, "requests": requests}
         elif type(result) is Skipped:
             line = {"input": record.where, "type": result.type, "skipped": result.reason}
         else:
             line = {"input": record.where, "error": result.message}
         (self._dry_write or self._dry_writer())(jsonio.dumps_bytes(line) + b"\n")
+
+    def flush_out(self):
+        """Make the dry-run lines written so far reach the reader of stdout."""
+        self._out.flush()
 
     def _dry_writer(self):
         """Bytes straight into stdout's binary buffer when it is block-buffered (a file, a pipe);
@@ -104,6 +108,7 @@ class Reporter:
         if buffer is not None and not getattr(out, "line_buffering", False):
             out.flush()  # anything written through the text layer before stays before
             write = buffer.write
+            self._out = buffer
         else:
             def write(data):
                 out.write(data.decode("utf-8"))
@@ -258,8 +263,10 @@ class Reporter:
         if checkpoint and not self.dry:
             fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
         if result.stop_reason is not None:
-            why = STOPS[result.stop_reason][1]
+            why = STOPS[result.stop_reason]
             fact("stopped", f"by {why}; {out[INTERRUPTED]:,} events read but not sent")
+        if out[INTERRUPTED]:
+            fact("not sent", _unsent_advice(stats, failed_output, checkpoint))
         for line in facts:
             self._print(line)
 
@@ -268,6 +275,20 @@ class Reporter:
         width = max((len(name) for name, _ in rows), default=0) + 2
         for name, value in rows:
             self._print(f"{name:<{width}}{value}")
+
+
+def _unsent_advice(stats, failed_output, checkpoint):
+    """Where the events read but not sent are, and how to send them."""
+    parts = []
+    saved = stats.unsent_saved
+    if saved:
+        parts.append(f"{saved:,} appended to {failed_output}: send them with `gspx send {failed_output}`")
+    rest = stats.outcomes[INTERRUPTED] - saved
+    if rest and checkpoint:
+        parts.append(f"{rest:,} are sent by a rerun with the same --checkpoint")
+    elif rest:
+        parts.append(f"{rest:,} are in no file: use --failed-output (or --checkpoint for files) to keep them")
+    return "; ".join(parts)
 
 
 REPORT_VERSION = 1
@@ -294,7 +315,7 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         "gspx_version": __version__,
         "dry_run": dry_run,
         "exit_code": int(exit_code),
-        "stopped": None if result.stop_reason is None else STOPS[result.stop_reason][0],
+        "stopped": result.stop_reason,
         **totals,
         "by_type": {t: counts(c) for t, c in sorted(stats.by_type.items())},
         "skip_reasons": dict(stats.skip_reasons.most_common()),

@@ -344,6 +344,6 @@ def test_ctrl_c_during_a_dry_run_exits_130_not_click_aborted(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 130
-        assert b"interrupted" in err
+        assert b"stopped       by Ctrl-C (SIGINT)" in err
     finally:
         proc.kill()

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from e2e import gspx, write_config, write_events
-from gspx_cli import delivery
+from gspx_cli import sender
 
 FAST_BACKOFF = 0.01  # seconds; the real 0.5 s base would make retry-heavy tests take minutes
 
@@ -24,7 +24,7 @@ def setup(px_server, tmp_path):
 
 @pytest.fixture
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(delivery, "BACKOFF_BASE", FAST_BACKOFF)
+    monkeypatch.setattr(sender, "BACKOFF_BASE", FAST_BACKOFF)
 
 
 def mixed_events(users=30, accounts=10, tracks_per_user=7, seed=7):
@@ -272,16 +272,16 @@ def test_retries_give_up_after_max_retries_and_the_event_fails(setup, fast_backo
     assert failed.read_text() == open(path).read()
 
 
-def test_user_queues_hand_out_one_user_at_a_time_in_order_and_bound_the_backlog():
-    from gspx_cli.delivery import _UserQueues
+def test_user_queues_hand_out_one_user_at_a_time_in_order_and_count_the_backlog():
+    from gspx_cli.sinks import _UserQueues
 
-    q = _UserQueues(limit=3)
+    q = _UserQueues()
     for item in ("a1", "a2", "b1"):
-        assert q.put(item[0], item, timeout=0.1)
-    assert not q.put("c", "c1", timeout=0.05)  # full: the reader waits instead of reading ahead
+        q.put(item[0], item)
+    assert q.size == 3  # the coordinator takes no more input while this is at the sink's limit
     assert q.get() == ("a", "a1")
     assert q.get() == ("b", "b1")  # a2 waits while a1 is in flight, b goes ahead
-    assert q.put("c", "c1", timeout=0.1)
+    q.put("c", "c1")
     q.done("a")
     assert q.get() == ("c", "c1")
     assert q.get() == ("a", "a2")

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from gspx_cli.delivery import (Decision, Executor, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
-                               StopFlag)
-from gspx_cli.errors import AuthRejectedError, ExitCode, PxError
+from gspx_cli.executor import Executor
+from gspx_cli.sender import Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender
+from gspx_cli.errors import AuthRejectedError, PxError
 from gspx_cli.plan import Plan, RequireUser, Upsert, Write
 from gspx_cli.px import PxClient
 
@@ -97,7 +97,7 @@ def _sender(fake_px, *, max_retries=3, stop=None):
     stats = RequestStats()
     client = PxClient(base_url, "test-key-123", timeout=5)
     policy = RetryPolicy(max_retries, base=0.001, cap=0.002)
-    return Sender(client, policy, RateLimiter(10_000), stop or StopFlag(), stats), stats
+    return Sender(client, policy, RateLimiter(10_000), stop or Halt(), stats), stats
 
 
 def test_sender_retries_503_until_success_and_counts_retries(fake_px):
@@ -141,8 +141,8 @@ def test_sender_retries_dropped_connections(fake_px):
 def test_sender_does_not_wait_out_a_backoff_once_stopped(fake_px):
     px, _ = fake_px
     px.fail_first = 5
-    stop = StopFlag()
-    stop.set(ExitCode.SIGINT)
+    stop = Halt()
+    stop.set()  # a signal: soft
     sender, stats = _sender(fake_px, stop=stop)
     with pytest.raises(Interrupted):
         sender.call("GET", "/users/u1")
@@ -174,7 +174,6 @@ def test_create_conflict_falls_back_to_put_with_update_body(fake_px):
     update = {"name": "Acme", "propertyKeys": ["AP-1"]}
     step = Upsert("account", "g1", update, {**update, "id": "g1", "createDate": 5})
     px.accounts["g1"] = {"id": "g1"}
-    ex._known["account"].discard("g1")
     # the lookup says missing (someone else creates it in between): simulate by answering GET 404 once
     px.fail_next(1, 404)
     ex.execute(Plan("group", "u1", (step,)))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gspx_cli.delivery import RequestStats, RunResult
+from gspx_cli.coordinator import RunResult
+from gspx_cli.sender import RequestStats
 from gspx_cli.errors import ExitCode
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED, Ledger
 from gspx_cli.reader import ReadStats, Record
@@ -38,7 +39,7 @@ def _result(outcomes, stop_reason=None):
     ledger = Ledger()
     for n, (etype, outcome, reason) in enumerate(outcomes, 1):
         rec = _record(n)
-        ledger.open_line([rec])
+        ledger.read(rec)
         ledger.settle(rec, outcome, reason, etype)
     reqs = RequestStats()
     reqs.count("GET /users", 404, False, "identify")
@@ -54,7 +55,7 @@ MIXED = [("identify", DELIVERED, None), ("track", DELIVERED, None), ("track", FA
 
 
 def test_report_has_the_documented_keys_and_counts_that_add_up():
-    data = report_data(_result(MIXED, ExitCode.SIGINT), exit_code=ExitCode.SIGINT, failed_output="f.ndjson",
+    data = report_data(_result(MIXED, "SIGINT"), exit_code=ExitCode.SIGINT, failed_output="f.ndjson",
                        checkpoint="c.ckpt", elapsed=2.0)
     assert set(data) == REPORT_KEYS
     assert (data["read"], data["delivered"], data["skipped"], data["failed"], data["invalid"], data["not_sent"]) \

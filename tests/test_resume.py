@@ -11,8 +11,9 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, write_config, write_events
-from gspx_cli import ledger as ledger_mod
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, Checkpoint, Ledger, atomic_write
+from gspx_cli import checkpoint as checkpoint_mod
+from gspx_cli.checkpoint import Checkpoint, atomic_write
+from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, Ledger
 from gspx_cli.reader import Record, source_key
 
 DEADLINE = 20.0  # seconds; no wait in this file is unbounded
@@ -129,7 +130,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails_midway(tmp_path, m
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ledger_mod.os, "fsync", broken_fsync)
+    monkeypatch.setattr(checkpoint_mod.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         atomic_write(str(target), b"new content that never lands\n")
     assert target.read_bytes() == b"old content\n"
@@ -141,7 +142,13 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails_midway(tmp_path, m
 
 
 def _records(path, line, n=1):
-    return [Record(path, line, b"{}", {"type": "track"}, unwrapped=n > 1) for _ in range(n)]
+    return [Record(path, line, b"{}", {"type": "track"}, unwrapped=n > 1, index=i, count=n) for i in range(n)]
+
+
+def _open(ledger, records):
+    """What the coordinator does for each record read."""
+    for record in records:
+        ledger.read(record)
 
 
 def test_the_watermark_never_passes_an_unsettled_line(tmp_path):
@@ -151,7 +158,7 @@ def test_the_watermark_never_passes_an_unsettled_line(tmp_path):
     lines = {1: _records(src, 1), 2: _records(src, 2), 3: _records(src, 3, n=3), 5: _records(src, 5),
              6: _records(src, 6)}  # line 4 is blank: no record
     for recs in lines.values():
-        led.open_line(recs)
+        _open(led, recs)
     mark = lambda: led.checkpoint.watermarks()[key]  # noqa: E731
 
     assert mark() == 0
@@ -179,7 +186,7 @@ def test_a_resume_skips_the_prefix_and_what_was_settled_beyond_it(tmp_path):
     first = Ledger(checkpoint=path)
     recs = {n: _records(src, n, 3 if n == 3 else 1) for n in range(1, 6)}
     for r in recs.values():
-        first.open_line(r)
+        _open(first, r)
     for n in (1, 2, 4):
         first.settle(recs[n][0], DELIVERED)
     first.settle(recs[3][1], DELIVERED)
@@ -191,15 +198,18 @@ def test_a_resume_skips_the_prefix_and_what_was_settled_beyond_it(tmp_path):
     again = Checkpoint(path)
     assert again.skip_lines() == {source_key(src): 2}
     assert again.resumes_beyond_prefix
-    assert [again.already_settled(r, i) for i, r in enumerate(_records(src, 3, 3))] == [False, True, False]
-    assert again.already_settled(_records(src, 4)[0], 0)
-    assert not again.already_settled(_records(src, 5)[0], 0)
+    assert [again.already_settled(r) for r in _records(src, 3, 3)] == [False, True, False]
+    assert again.already_settled(_records(src, 4)[0])
+    assert not again.already_settled(_records(src, 5)[0])
 
     # the second run sends line 3's members 0 and 2 and line 5: everything is then settled
     second = Ledger(checkpoint=path)
     left = _records(src, 3, 3)
-    second.open_line([left[0], left[2]], [0, 2])
-    second.open_line(recs[5])
+    _open(second, [left[0]])
+    second.checkpoint.opened(left[1])  # settled by the first run: the coordinator skips it
+    second.checkpoint.settled(left[1])
+    _open(second, [left[2]])
+    _open(second, recs[5])
     for r in (left[2], left[0], recs[5][0]):
         second.settle(r, DELIVERED)
     second.close()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 import gspx_cli
 from e2e import TAG, TEST_KEY, gspx, write_config, write_events
-from gspx_cli import delivery
+from gspx_cli import coordinator, executor
 from gspx_cli.cli import cli
 from gspx_cli.config import TOP_LEVEL_KEYS, DELIVERY_KEYS, describe_settings, load_settings
 from gspx_cli.px import API_KEY_HEADER, PxClient
@@ -138,7 +138,7 @@ def test_traceback_of_a_forced_internal_error_holds_no_key_even_with_locals(tmp_
     def boom(settings, paths, **kwargs):
         raise RuntimeError(f"forced internal error with {settings!r}")
 
-    monkeypatch.setattr(delivery, "run", boom)
+    monkeypatch.setattr(coordinator, "run", boom)
     cfg = config_with_key(tmp_path, "https://px.example.test/v1")  # key from the file: no env in locals
     result = CliRunner().invoke(cli, ["send", "-v", "-c", cfg, write_events(tmp_path, EVENTS)],
                                 env={"GSPX_API_KEY": ""})
@@ -152,9 +152,9 @@ def test_traceback_of_a_forced_internal_error_holds_no_key_even_with_locals(tmp_
 
 def test_internal_error_while_delivering_fails_the_event_without_the_key(px_server, tmp_path, monkeypatch):
     def boom(self, plan):
-        raise RuntimeError(f"forced, client headers hidden: {self._call!r}")
+        raise RuntimeError(f"forced, client headers hidden: {self._sender!r}")
 
-    monkeypatch.setattr(delivery.Executor, "execute", boom)
+    monkeypatch.setattr(executor.Executor, "execute", boom)
     cfg = write_config(tmp_path, px_server.base_url)
     run = gspx("send", "-c", cfg, "-v", write_events(tmp_path, EVENTS[:1]))
     assert run.exit_code == 1

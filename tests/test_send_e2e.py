@@ -176,6 +176,6 @@ def test_dry_run_items_are_all_real_requests_even_when_an_account_cannot_be_crea
     (line,) = [json.loads(x) for x in run.stdout.splitlines()]
     assert all({"method", "url"} <= set(item) for item in line["requests"])
     assert all("json" in item for item in line["requests"] if item["method"] != "GET")
-    put = next(item for item in line["requests"] if item["url"].endswith("/accounts/g2"))
+    put = next(item for item in line["requests"] if item["method"] == "PUT" and item["url"].endswith("/accounts/g2"))
     assert "the event fails" in put["when"] and "without a name" in put["when"]
     assert not any(item["method"] == "POST" for item in line["requests"])

@@ -1,0 +1,328 @@
+"""The run loop: one coordinator on the main thread owns reading results, mapping, the ledger and the
+checkpoint; a reader thread feeds it, a sink (print or HTTP) takes each plan (STYLE habit 13).
+"""
+
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from gspx_cli.errors import STOP_EXIT_CODES
+from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
+from gspx_cli.mapping import Mapper
+from gspx_cli.plan import Invalid, Plan, Skipped
+from gspx_cli.reader import ReadStats, iter_batches
+
+READ_AHEAD_BATCHES = 4  # batches read but not yet dispatched: bounds memory, and what a stop leaves unsent
+WAIT_SECONDS = 0.25  # the longest the coordinator sleeps: a signal or a stop is acted on within this
+CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
+STOP_GRACE = 1.0  # beyond delivery.timeout, for requests in flight to come back after a stop
+SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+_EVENT_TYPES = frozenset({"identify", "group", "track", "page", "screen", "alias"})
+
+
+class StopFlag:
+    """Why the run stops, set once (the first reason wins); a second signal asks to abort at once."""
+
+    def __init__(self):
+        self.reason = None  # a key of errors.STOP_EXIT_CODES: "SIGINT", "auth", "outage", "output", ...
+        self.error = None  # the exception behind it, if any
+        self.abort = False
+
+    def is_set(self):
+        """True once the run is stopping."""
+        return self.reason is not None
+
+    def set(self, reason, error=None):
+        """Stop the run; the first reason given wins."""
+        if self.reason is None:
+            self.reason = reason
+            self.error = error
+
+
+def install_signal_handlers(stop):
+    """SIGINT, SIGTERM, SIGHUP stop the run gracefully; a second one aborts at once (after the checkpoint)."""
+
+    def handler(signum, frame):
+        if stop.is_set():
+            stop.abort = True
+        else:
+            stop.set(SIGNALS[signum])
+
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}
+    return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
+
+
+@dataclass
+class RunResult:
+    """What a run did: the counts, the requests, what was read, and why it stopped early (if it did)."""
+
+    stats: object
+    requests: object
+    read: ReadStats
+    stop_reason: str | None = None
+    stop_error: object = None
+
+
+def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
+        session=None):
+    """Read, map and deliver (or print, for a dry run) every event; returns what happened."""
+    from gspx_cli.sender import RequestStats
+
+    stop = stop or StopFlag()
+    req_stats = RequestStats()
+    inbox = queue.SimpleQueue()
+    if dry_run:
+        from gspx_cli.sinks import PrintSink
+
+        sink = PrintSink(reporter, settings.base_url)
+    else:
+        from gspx_cli.sinks import HttpSink
+
+        sink = HttpSink(settings, reporter, inbox, req_stats, session)
+    coordinator = Coordinator(settings, paths, sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
+                              stop=stop, max_line_bytes=max_line_bytes, stdin=stdin)
+    reporter.start(ledger.stats, req_stats, coordinator.read_stats, dry_run=dry_run)
+    try:
+        coordinator.run()
+    finally:
+        reporter.stop()
+    return RunResult(ledger.stats, req_stats, coordinator.read_stats, stop.reason, stop.error)
+
+
+class Coordinator:
+    """The one loop that settles events: takes read batches, maps, hands plans to the sink, settles completions."""
+
+    def __init__(self, settings, paths, *, sink, inbox, reporter, ledger, stop, max_line_bytes, stdin=None):
+        self._settings = settings
+        self._sink = sink
+        self._inbox = inbox
+        self._reporter = reporter
+        self._ledger = ledger
+        self._stop = stop
+        self._mapper = Mapper(settings)
+        self._pending = []  # batches taken from the inbox, not yet dispatched (the sink was full)
+        self._outstanding = 0  # plans handed to the sink and not yet completed
+        self._reader_done = False
+        self._next_save = time.monotonic() + CHECKPOINT_EVERY
+        self.read_stats = ReadStats()
+        checkpoint = ledger.checkpoint
+        self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
+        self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
+                               skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin)
+
+    def run(self):
+        """Until every event read is settled, or the run stops; then write everything down."""
+        self._reader.start()
+        try:
+            self._loop()
+            if self._stop.is_set():
+                self._wind_down()
+        finally:
+            self._sink.close(timeout=0.0 if self._stop.is_set() else 5.0)  # after a stop, in flight was waited for
+            self._ledger.close()
+            if self._ledger.output_error is not None:
+                self._stop.set("output", self._ledger.output_error)
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def _loop(self):
+        inbox, sink, stop = self._inbox, self._sink, self._stop
+        while True:
+            if stop.is_set():
+                return
+            if self._pending and sink.has_room():
+                self._dispatch(self._pending.pop(0))
+                self._reader.room.release()
+                continue
+            if self._reader_done and not self._pending and self._outstanding == 0:
+                return
+            try:
+                message = inbox.get_nowait()
+            except queue.Empty:
+                sink.idle()  # nothing more is ready: flush, so a trickle pipe's lines show at once
+                self._tick()
+                try:
+                    message = inbox.get(timeout=WAIT_SECONDS)
+                except queue.Empty:
+                    continue
+            self._handle(message)
+            self._tick()
+
+    def _handle(self, message):
+        kind = message[0]
+        if kind == "lines":
+            self._pending.append(message[1])
+        elif kind == "done":
+            _, record, outcome, reason, event_type = message
+            self._outstanding -= 1
+            self._settle_completion(record, outcome, reason, event_type)
+        elif kind == "stop":
+            self._stop.set(message[1], message[2])
+        elif kind == "eof":
+            self._reader_done = True
+            if message[1] is not None:  # a bug in the reader: say so, and end the input there
+                self._reporter.error(f"internal error while reading: {type(message[1]).__name__}: {message[1]}")
+
+    def _tick(self):
+        if self._stop.abort:
+            self._abort()
+        now = time.monotonic()
+        if now >= self._next_save:
+            self._ledger.save_checkpoint()
+            self._next_save = now + CHECKPOINT_EVERY
+        if self._ledger.output_error is not None and not self._stop.is_set():
+            self._stop.set("output", self._ledger.output_error)
+
+    def _settle_completion(self, record, outcome, reason, event_type):
+        if outcome is FAILED:
+            self._reporter.event_failed(record.where, reason)
+        self._ledger.settle(record, outcome, reason, event_type)
+
+    def _dispatch(self, batch):
+        """Map each record of a batch and hand plans to the sink; the hot path of a dry run."""
+        ledger, reporter, sink = self._ledger, self._reporter, self._sink
+        map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
+        checkpoint = ledger.checkpoint if self._resuming else None
+        for record in batch:
+            if checkpoint is not None and checkpoint.already_settled(record):
+                checkpoint.opened(record)  # an earlier run settled it beyond its prefix: not again
+                checkpoint.settled(record)
+                continue
+            read(record)
+            if record.problem is not None:
+                result = Invalid(record.problem)
+            else:
+                try:
+                    result = map_event(record.event)
+                except Exception as exc:  # a mapping bug must fail one event, never the run
+                    result = Invalid(f"internal error while mapping: {type(exc).__name__}: {exc}")
+            if result.warnings:
+                for warning in result.warnings:
+                    reporter.warning(record.where, warning)
+                    ledger.warn()
+            kind = type(result)
+            if kind is Plan:
+                done = submit(record, result)
+                if done is None:
+                    self._outstanding += 1
+                else:
+                    settle(record, done, None, result.type)
+                continue
+            sink.record(record, result)
+            if kind is Skipped:
+                settle(record, SKIPPED, result.reason, result.type)
+            else:
+                reporter.event_failed(record.where, result.message)
+                settle(record, INVALID, result.message, result.type)
+
+    # -- stopping -----------------------------------------------------------------------------------
+    def _wind_down(self):
+        """Nothing new starts; requests in flight get up to delivery.timeout; the rest is not sent."""
+        self._reader.stop()
+        for record, plan in self._sink.halt():
+            self._outstanding -= 1
+            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+        self._unsent_pending()
+        deadline = time.monotonic() + self._settings.delivery.timeout + STOP_GRACE
+        while self._outstanding > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                message = self._inbox.get(timeout=min(WAIT_SECONDS, left))
+            except queue.Empty:
+                message = None
+            if message is not None:
+                self._handle(message)
+                self._unsent_pending()
+            self._tick()
+        self._drain_inbox()
+        for record, plan in self._sink.abandon():  # no answer in time: not settled, a rerun sends it
+            self._outstanding -= 1
+            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+        self._reader.join(2 * WAIT_SECONDS)  # it reads nothing more; let it hand over what it holds
+        self._drain_inbox()
+
+    def _drain_inbox(self):
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._handle(message)
+        self._unsent_pending()
+
+    def _unsent_pending(self):
+        ledger, checkpoint = self._ledger, self._ledger.checkpoint if self._resuming else None
+        for batch in self._pending:
+            for record in batch:
+                if checkpoint is not None and checkpoint.already_settled(record):
+                    checkpoint.opened(record)
+                    checkpoint.settled(record)
+                    continue
+                ledger.read(record)
+                ledger.settle(record, INTERRUPTED, None, _type_of(record))
+            self._reader.room.release()
+        self._pending = []
+
+    def _abort(self):
+        """A second signal: save the checkpoint and leave now."""
+        code = STOP_EXIT_CODES.get(self._stop.reason, 1)
+        self._reader.stop()
+        self._ledger.save_checkpoint()
+        try:
+            self._reporter.flush_out()
+        except Exception:  # noqa: BLE001 - leaving anyway; stdout may be a closed pipe
+            pass
+        os.write(2, b"gspx: aborted at once (second signal); the checkpoint is saved, "
+                    b"events in flight were not waited for\n")
+        os._exit(code)
+
+
+def _type_of(record):
+    """The event type of a record never mapped, for the counts by type."""
+    event = record.event
+    value = event.get("type") if event is not None else None
+    if isinstance(value, str) and value.lower() in _EVENT_TYPES:
+        return value.lower()
+    return None
+
+
+class _Reader:
+    """The reader thread: reads batches and puts them on the inbox, at most READ_AHEAD_BATCHES ahead."""
+
+    def __init__(self, paths, inbox, stats, **read_options):
+        self._paths = list(paths)
+        self._inbox = inbox
+        self._stats = stats
+        self._options = read_options
+        self._stopped = threading.Event()
+        self.room = threading.Semaphore(READ_AHEAD_BATCHES)
+        self._thread = threading.Thread(target=self._run, name="gspx-reader", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        """Read nothing more (a silent pipe is noticed within reader.POLL_SECONDS)."""
+        self._stopped.set()
+
+    def join(self, timeout):
+        self._thread.join(timeout)
+
+    def _run(self):
+        error = None
+        stopped = self._stopped.is_set
+        try:
+            for batch in iter_batches(self._paths, stats=self._stats, stopped=stopped, **self._options):
+                while not self.room.acquire(timeout=WAIT_SECONDS):
+                    if stopped():
+                        break  # handed over anyway: what was read is accounted for
+                self._inbox.put(("lines", batch))
+                if stopped():
+                    break
+        except Exception as exc:  # noqa: BLE001 - reported by the coordinator, never a dead silent thread
+            error = exc
+        self._inbox.put(("eof", error))

@@ -1,0 +1,225 @@
+"""Where the coordinator hands each Plan: printed (the dry run) or sent over HTTP by worker threads.
+
+A sink's submit() either completes at once and returns the outcome, or returns None and later puts
+("done", record, outcome, reason, event type) on the coordinator's inbox. Nothing here touches the
+ledger or the checkpoint: the coordinator alone settles (STYLE habit 13).
+"""
+
+import threading
+from collections import deque
+
+from gspx_cli.errors import AuthRejectedError, OutageError, PxError
+from gspx_cli.executor import Executor, new_known
+from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED
+from gspx_cli.plan import describe, surely_known
+
+QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
+
+
+class PrintSink:
+    """The dry run: each event's listing goes to stdout at once; the run's knowledge is simulated."""
+
+    def __init__(self, reporter, base_url):
+        self._reporter = reporter
+        self._base_url = base_url
+        # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
+        self._known = new_known()
+
+    def submit(self, record, plan):
+        """Print the plan's listing; the event counts as (would be) delivered."""
+        known = self._known
+        self._reporter.dry_run(record, plan, describe(plan, self._base_url, known))
+        for kind, object_id in surely_known(plan, known):
+            known[kind].add(object_id)
+        return DELIVERED
+
+    def record(self, record, result):
+        """A skipped or invalid event has its line too."""
+        self._reporter.dry_run(record, result)
+
+    def has_room(self):
+        return True
+
+    def idle(self):
+        """The reader has nothing more ready: what is printed reaches the reader of stdout now."""
+        self._reporter.flush_out()
+
+    def halt(self):
+        return []
+
+    def abandon(self):
+        return []
+
+    def close(self, timeout=0.0):
+        self._reporter.flush_out()
+
+
+class HttpSink:
+    """Workers fed from per-user queues, so one user's events go in input order and users run in parallel."""
+
+    def __init__(self, settings, reporter, inbox, req_stats, session=None):
+        from gspx_cli.px import PxClient
+        from gspx_cli.sender import BACKOFF_BASE, Halt, RateLimiter, RetryPolicy, Sender
+
+        d = settings.delivery
+        self._client = PxClient(settings.base_url, settings.api_key, timeout=d.timeout,
+                                pool_size=d.concurrency, session=session)
+        self._halt = Halt()
+        policy = RetryPolicy(d.max_retries, base=BACKOFF_BASE)  # read now, so tests can shorten it
+        sender = Sender(self._client, policy, RateLimiter(d.rate_limit), self._halt, req_stats,
+                        on_request=reporter.request if reporter.verbose else None)
+        self._executor = Executor(sender)
+        self._inbox = inbox
+        self._queues = _UserQueues()
+        self._limit = QUEUE_PER_WORKER * d.concurrency
+        self._current = {}  # worker name -> (record, plan) in flight
+        self._abandoned = False  # set by abandon(): late outcomes are no longer reported
+        self._report_lock = threading.Lock()  # abandon() and a worker's report never interleave
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"gspx-{i}")
+                         for i in range(d.concurrency)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, record, plan):
+        """Queue the plan behind its user's earlier events; it completes on the inbox."""
+        self._queues.put(plan.user_id, (record, plan))
+        return None
+
+    def record(self, record, result):
+        pass
+
+    def has_room(self):
+        """False while the queues hold enough: the coordinator then takes no more input."""
+        return self._queues.size < self._limit
+
+    def idle(self):
+        pass
+
+    def halt(self, hard=False):
+        """Start nothing new; returns the (record, plan) pairs queued and never started."""
+        self._halt.set(hard)
+        return self._queues.drain()
+
+    def abandon(self):
+        """The (record, plan) pairs still in flight after the deadline: their outcome will not be waited for."""
+        with self._report_lock:
+            self._abandoned = True
+            return list(self._current.values())
+
+    def close(self, timeout=0.0):
+        """Let the workers leave (after halt(), or with nothing queued), then close the connections."""
+        self._queues.close()
+        for t in self._threads:
+            t.join(timeout)
+        self._client.close()
+
+    def _work(self):
+        name = threading.current_thread().name
+        while True:
+            got = self._queues.get()
+            if got is None:
+                return
+            user, (record, plan) = got
+            self._current[name] = (record, plan)
+            try:
+                outcome, reason, stop = self._deliver(plan)
+            finally:
+                with self._report_lock:
+                    del self._current[name]
+                    if not self._abandoned:
+                        self._inbox.put(("done", record, outcome, reason, plan.type))
+                        if stop is not None:
+                            self._inbox.put(("stop",) + stop)
+                self._queues.done(user)
+
+    def _deliver(self, plan):
+        """(outcome, reason, stop) of one event; stop is (reason, error) when the whole run must stop."""
+        from gspx_cli.sender import Interrupted
+
+        if self._halt.is_set():  # queued, never started: not settled, so a resume sends it
+            return INTERRUPTED, None, None
+        try:
+            self._executor.execute(plan)
+        except PxError as exc:
+            return FAILED, exc.message, None
+        except AuthRejectedError as exc:
+            self._halt.set(hard=True)  # not one more request with a refused key
+            return INTERRUPTED, None, ("auth", exc)
+        except OutageError as exc:
+            self._halt.set(hard=True)
+            return INTERRUPTED, None, ("outage", exc)
+        except Interrupted:
+            return INTERRUPTED, None, None
+        except Exception as exc:  # a bug must fail one event, never lose it or kill the worker
+            return FAILED, f"internal error: {type(exc).__name__}: {exc}", None
+        return DELIVERED, None, None
+
+
+class _UserQueues:
+    """Events waiting to be sent, one FIFO per user; a user is handed to one worker at a time.
+
+    This keeps each user's events in input order while any idle worker can take any other user,
+    so one busy user never holds up the rest (as a fixed user -> worker shard would).
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._waiting = {}  # user -> deque of items not yet started
+        self._ready = deque()  # users with waiting items and none in flight, oldest first
+        self._busy = set()  # users with an item in flight
+        self.size = 0
+        self._closed = False
+
+    def put(self, user, item):
+        """Queue item for user; never blocks (the coordinator watches size)."""
+        with self._cond:
+            waiting = self._waiting.get(user)
+            if waiting is None:
+                waiting = self._waiting[user] = deque()
+                if user not in self._busy:
+                    self._ready.append(user)
+                    self._cond.notify()
+            waiting.append(item)
+            self.size += 1
+
+    def get(self):
+        """(user, item) of the oldest ready user, marking the user busy; None once closed and empty."""
+        with self._cond:
+            while not self._ready:
+                if self._closed and self.size == 0:
+                    return None
+                self._cond.wait()
+            user = self._ready.popleft()
+            waiting = self._waiting[user]
+            item = waiting.popleft()
+            if not waiting:
+                del self._waiting[user]
+            self._busy.add(user)
+            self.size -= 1
+            return user, item
+
+    def done(self, user):
+        """The user's item is settled: its next one (if any) may go."""
+        with self._cond:
+            self._busy.discard(user)
+            if user in self._waiting:
+                self._ready.append(user)
+                self._cond.notify()
+            elif self._closed and self.size == 0:
+                self._cond.notify_all()  # idle workers may leave
+
+    def drain(self):
+        """Take every waiting item out, in queue order per user."""
+        with self._cond:
+            items = [item for waiting in self._waiting.values() for item in waiting]
+            self._waiting.clear()
+            self._ready.clear()
+            self.size = 0
+            self._cond.notify_all()
+            return items
+
+    def close(self):
+        """No more puts; workers leave once everything queued has been taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
