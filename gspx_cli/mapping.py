@@ -512,7 +512,8 @@ class Mapper:
             elif flag is not None and flag is not False:
                 # MAPPING.md "group": only the boolean true counts; "true", 1, "yes" do not
                 warnings.append(
-                    f"integrations.{option_name}.limitAPIForGroup: {_show(flag)} is not true or false; ignored"
+                    f"integrations.{option_name}.limitAPIForGroup: {_show(flag)} is not a JSON boolean "
+                    "(only true turns the fewer-calls flow on); ignored"
                 )
         upsert = Upsert(
             kind="account", id=group_id, update_body=body, create_body=create,

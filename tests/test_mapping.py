@@ -712,7 +712,8 @@ def test_group_limit_api_skips_user_check_and_puts_first(config_limit, integrati
 def test_group_limit_api_on_the_event_other_than_a_boolean_is_ignored_with_a_warning(value, warned):
     result = MAPPER.map(group({"name": "Acme"}, integrations={"Gainsight PX": {"limitAPIForGroup": value}}))
     assert (plan_of(result).steps[0] == RequireUser("u1")) is (value is not True)
-    expected = [f"integrations.Gainsight PX.limitAPIForGroup: {value!r} is not true or false; ignored"]
+    expected = [f"integrations.Gainsight PX.limitAPIForGroup: {value!r} is not a JSON boolean "
+                "(only true turns the fewer-calls flow on); ignored"]
     assert list(result.warnings) == (expected if warned else [])
 
 
