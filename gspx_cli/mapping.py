@@ -265,6 +265,7 @@ def _check_id(value, label):
 
 
 def _kind(value):
+    """What a value is, for messages: "an object", "a float", ..."""
     return {dict: "an object", list: "a list", bool: "a boolean", float: "a float"}.get(
         type(value), type(value).__name__
     )
