@@ -353,7 +353,13 @@ class _Loader:
                 self.check_keys(row, MAP_ROW_KEYS, prefix=f"{where}.")
                 source_key = row.get("from")
                 # CLI.md: rows with an empty `from` are ignored (the dashboard leaves blank rows).
-                if source_key is None or (isinstance(source_key, str) and not source_key.strip()):
+                if source_key is None or source_key == "":
+                    continue
+                if isinstance(source_key, str) and not source_key.strip():
+                    self.warnings.append(
+                        f"{self.source}: {where}.from: name {source_key!r} is empty once trimmed; "
+                        "this map entry is ignored"
+                    )
                     continue
                 items.append((f"{where}.from", source_key, row.get("to")))
             return items
@@ -372,14 +378,31 @@ class _Loader:
 
     def attribute_map(self, name, data, default_traits):
         result = {}
-        for where, key, value in self.map_items(name, data.get(name)):
-            key = self.map_key(where, key)
+        for where, raw_key, raw_value in self.map_items(name, data.get(name)):
+            if isinstance(raw_key, str) and not raw_key.strip():
+                # a mapping key that trims to nothing: ignored like a dashboard row with an empty `from`
+                self.warnings.append(
+                    f"{self.source}: {where}: trait name {raw_key!r} is empty once trimmed; "
+                    "this map entry is ignored"
+                )
+                continue
+            key = self.map_key(where, raw_key)
             value_where = where[: -len(".from")] + ".to" if where.endswith(".from") else where
-            if not isinstance(value, str) or not value.strip():
+            if not isinstance(raw_value, str) or not raw_value.strip():
                 raise self.error(
                     value_where,
                     "expected a non-empty string (the PX custom attribute name), "
-                    f"got {_type_name(value)}",
+                    f"got {_type_name(raw_value)}",
+                )
+            value = raw_value.strip()
+            # MAPPING.md "identify": keys and values are trimmed, with a warning naming the entry
+            if key != raw_key:
+                self.warnings.append(
+                    f"{self.source}: {where}: trait name {raw_key!r} trimmed to {key!r}"
+                )
+            if value != raw_value:
+                self.warnings.append(
+                    f"{self.source}: {value_where}: PX attribute name {raw_value!r} trimmed to {value!r}"
                 )
             if key in default_traits:
                 # MAPPING.md: default attributes are never sent twice.
@@ -392,7 +415,7 @@ class _Loader:
                 self.warnings.append(
                     f"{self.source}: {where}: `{key}` is mapped twice; the last wins"
                 )
-            result[key] = value.strip()
+            result[key] = value
         return result
 
     def global_context(self, data):

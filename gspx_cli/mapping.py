@@ -6,7 +6,7 @@ Mapper binds the field tables in fields.py to conversions once per run; map() is
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from . import fields, jsonio
 from .plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Upsert, Write, object_path
@@ -21,6 +21,11 @@ MAX_ATTRIBUTE_NAME_CHARS = 1024
 _SHOW_CHARS = 60
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_DAY = timedelta(days=1)
+# ISO 8601 reduced precision: a year, or a year and month (fromisoformat() takes neither)
+_REDUCED_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
+# ISO 8601 "24:00" (minutes, seconds and fraction all zero) ends the day; text is upper-cased here
+_HOUR_24 = re.compile(r"(.+?)[T ]24((?::?00){0,2}(?:[.,]0+)?)(Z|[+-][0-9:]+)?")
 _CONTROL_CHARS = re.compile("[\x00-\x1f]")
 # ids that cannot be one URL path segment: requests and servers resolve them (/users/.. -> /)
 _DOT_SEGMENTS = frozenset({".", ".."})
@@ -70,13 +75,11 @@ def _finite(number, field, warnings, problem):
 def to_epoch_ms(value, field="value", warnings=None):
     """ISO 8601 text or epoch-ms number -> epoch milliseconds (int); None (and a warning) if unusable."""
     if isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = datetime.fromisoformat(text)
+        try:  # the common, well-formed case: no copy, no regex
+            parsed = datetime.fromisoformat(value)
         except ValueError:
-            try:  # RFC 3339 allows a lowercase "t" and "z"
-                parsed = datetime.fromisoformat(text.upper())
-            except ValueError:
+            parsed = _parse_iso_slow(value)
+            if parsed is None:
                 _warn(warnings, field, f"cannot parse timestamp {_show(value)}")
                 return None
         if parsed.tzinfo is None:  # no offset, or a bare date: UTC
@@ -93,6 +96,31 @@ def to_epoch_ms(value, field="value", warnings=None):
             return None
         return _int64(int(value), field, warnings)  # int() truncates toward zero
     _warn(warnings, field, f"cannot parse timestamp {_show(value)}")
+    return None
+
+
+def _parse_iso_slow(value):
+    """The ISO 8601 forms fromisoformat() refuses (MAPPING.md "timestamp"); a datetime or None.
+
+    Surrounding whitespace, a lowercase "t"/"z" (RFC 3339), the reduced forms YYYY and YYYY-MM,
+    and hour 24 (the midnight that ends the day). Only reached when the fast path failed.
+    """
+    text = value.strip().upper()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        reduced = _REDUCED_DATE.fullmatch(text)
+        if reduced:
+            year, month = reduced.groups()
+            return datetime(int(year), int(month or 1), 1)
+        end_of_day = _HOUR_24.fullmatch(text)
+        if end_of_day:
+            date, zeros, offset = end_of_day.groups()
+            return datetime.fromisoformat(f"{date}T00{zeros}{offset or ''}") + _ONE_DAY
+    except (ValueError, OverflowError):  # month 13, year 0, or the day after 9999-12-31
+        pass
     return None
 
 
@@ -131,14 +159,21 @@ def to_float(value, field="value", warnings=None):
 
 
 def to_str(value, field="value", warnings=None):
-    """Text as it is; numbers as their decimal text; true/false, objects and lists as JSON text."""
+    """Text as it is; numbers as decimal text (100.0 -> "100"); true/false, objects and lists as JSON text."""
     if isinstance(value, str):
         return value
-    if isinstance(value, float) and not math.isfinite(value):
-        _warn(warnings, field, f"{_show(value)} is not a finite number")
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, float):
+        if not _isfinite(value):
+            _warn(warnings, field, f"{_show(value)} is not a finite number")
+            return None
+        # MAPPING.md "string": an integral float is the integer's text; repr() is the shortest round trip
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:  # more digits than Python converts (only from direct Mapper use)
+            _warn(warnings, field, "an integer too long to write as text")
+            return None
     try:
         return jsonio.dumps(value)
     except ValueError:  # a non-finite float inside
@@ -226,10 +261,35 @@ def _check_id(value, label):
             return str(value), None  # MAPPING.md: a numeric id is used as its decimal string
         except ValueError:  # more digits than Python converts; jsonio.loads refuses these already
             return None, f"{label} is an integer too long to use as an id"
-    what = {dict: "an object", list: "a list", bool: "a boolean", float: "a float"}.get(
+    return None, f"{label} must be a non-empty string or an integer, not {_kind(value)}: {_show(value)}"
+
+
+def _kind(value):
+    """What a value is, for messages: "an object", "a float", ..."""
+    return {dict: "an object", list: "a list", bool: "a boolean", float: "a float"}.get(
         type(value), type(value).__name__
     )
-    return None, f"{label} must be a non-empty string or an integer, not {what}: {_show(value)}"
+
+
+def _event_name(value):
+    """(eventName, None) or (None, Invalid message): MAPPING.md "track", the slow path.
+
+    A non-empty string, or an integer used as its decimal string; a whitespace-only name is a
+    non-empty string and is sent as it is (the spec does not trim event names).
+    """
+    if value is None or value == "":
+        return None, "event (the event name) is required for track"
+    if isinstance(value, str):
+        return value, None
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value), None
+        except ValueError:  # more digits than Python converts; jsonio.loads refuses these already
+            return None, "event (the event name) is an integer too long to use as a name"
+    return None, (
+        f"event (the event name) must be a non-empty string or an integer, not {_kind(value)}: "
+        f"{_show(value)}"
+    )
 
 
 _EMPTY = {}
@@ -256,10 +316,14 @@ def _dispatch(tables, attribute_map, defaults):
 
 
 def _collect(dispatch, traits, ctx_traits, slots, warnings):
-    """Fill slots from the traits dispatch knows: `traits` first, else `context.traits`."""
+    """Fill slots from the traits dispatch knows: `traits` first, else `context.traits`.
+
+    An empty string is no value, except for a custom attribute with no usable value in the
+    other source: that is sent as "" so an app can clear it (MAPPING.md "identify").
+    """
     if ctx_traits:
         for name, value in ctx_traits.items():
-            if value is None or value == "":
+            if value is None:
                 continue
             row = dispatch.get(name)
             if row is None:
@@ -268,13 +332,23 @@ def _collect(dispatch, traits, ctx_traits, slots, warnings):
                 shadow = traits.get(name)
                 if shadow is not None and shadow != "":
                     continue  # `traits` wins; its value is taken below
+            if value == "":
+                if row[0] == _CUSTOM:
+                    slots[_CUSTOM][row[1]] = ""
+                continue
             _put(slots, row, value, row[3][1], warnings)
     for name, value in traits.items():
-        if value is None or value == "":
+        if value is None:
             continue
         row = dispatch.get(name)
         if row is not None:  # _put inlined: this loop runs per trait of every identify and group
             slot, px, convert, labels = row
+            if value == "":
+                if slot == _CUSTOM:
+                    other = ctx_traits.get(name)
+                    if other is None or other == "":
+                        slots[_CUSTOM][px] = ""
+                continue
             if convert is None:
                 if value.__class__ is not str:
                     value = _plain(value, labels[0], warnings)
@@ -430,9 +504,18 @@ class Mapper:
                 "(traits.name)"
             )
 
-        limit = self._limit_api_for_group or (
-            isinstance(options, dict) and options.get("limitAPIForGroup") is True
-        )
+        limit = self._limit_api_for_group
+        if options is not None:
+            option_name, option_values = options
+            flag = option_values.get("limitAPIForGroup")
+            if flag is True:
+                limit = True
+            elif flag is not None and flag is not False:
+                # MAPPING.md "group": only the boolean true counts; "true", 1, "yes" do not
+                warnings.append(
+                    f"integrations.{option_name}.limitAPIForGroup: {_show(flag)} is not a JSON boolean "
+                    "(only true turns the fewer-calls flow on); ignored"
+                )
         upsert = Upsert(
             kind="account", id=group_id, update_body=body, create_body=create,
             create_error=create_error, put_first=limit,
@@ -448,10 +531,10 @@ class Mapper:
         if problem:
             return Invalid(problem, event_type)
         name = event.get("event")
-        if name is None or name == "":
-            return Invalid("event (the event name) is required for track", event_type)
-        if not isinstance(name, str):
-            return Invalid(f"event (the event name) must be a string, not {_show(name)}", event_type)
+        if name.__class__ is not str or not name:
+            name, problem = _event_name(name)
+            if problem:
+                return Invalid(problem, event_type)
 
         warnings = []
         properties = event.get("properties")
@@ -549,15 +632,17 @@ def _first_trait(names, traits, ctx_traits):
 
 
 def _split_name(body, full_name):
-    """MAPPING.md "Names": a string `name` split at its first space fills what is missing."""
+    """MAPPING.md "Names": a string `name` split at its first run of whitespace fills what is missing."""
     if not isinstance(full_name, str):
         return
-    first, _, rest = full_name.strip().partition(" ")
-    rest = rest.strip()
-    if first and "firstName" not in body:
-        body["firstName"] = first
-    if rest and "lastName" not in body:
-        body["lastName"] = rest
+    # split(None, 1): any whitespace (tab, newline, U+3000...) separates; leading whitespace is skipped
+    parts = full_name.split(None, 1)
+    if not parts:
+        return
+    if "firstName" not in body:
+        body["firstName"] = parts[0]
+    if len(parts) == 2 and "lastName" not in body:
+        body["lastName"] = parts[1].rstrip()  # inner spacing of the rest kept as it is
 
 
 def _finish(body, location, coordinates, custom):
@@ -622,16 +707,17 @@ def _attributes(properties, warnings):
 
 
 def _integration(integrations):
-    """(reason PX is turned off or None, PX options object or None) from `integrations`."""
+    """(reason PX is turned off or None, (PX name, options object) or None) from `integrations`."""
     values = [integrations[n] for n in fields.PX_INTEGRATION_NAMES if integrations.get(n) is not None]
     if values:
         # an explicit false under any of PX's names turns it off, even if another name enables it
         for name in fields.PX_INTEGRATION_NAMES:
             if integrations.get(name) is False:
                 return f"integrations.{name} is false: not sent to Gainsight PX", None
-        for value in values:
+        for name in fields.PX_INTEGRATION_NAMES:
+            value = integrations.get(name)
             if isinstance(value, dict):
-                return None, value
+                return None, (name, value)
         return None, None
     if integrations.get("All") is False:
         return "integrations.All is false and Gainsight PX is not enabled: not sent to Gainsight PX", None

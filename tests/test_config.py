@@ -213,6 +213,8 @@ BAD_VALUES = [
     ("user_attribute_map: hobby\n", "user_attribute_map", "expected a mapping or a list"),
     ("user_attribute_map:\n  hobby: 3\n", "user_attribute_map.hobby", "expected a non-empty string"),
     ("user_attribute_map:\n  hobby: ''\n", "user_attribute_map.hobby", "expected a non-empty string"),
+    ("user_attribute_map:\n  hobby: '  '\n", "user_attribute_map.hobby", "expected a non-empty string"),
+    ("user_attribute_map:\n  - {from: a, to: ' '}\n", "user_attribute_map[0].to", "expected a non-empty string"),
     ("user_attribute_map:\n  hobby:\n", "user_attribute_map.hobby", "expected a non-empty string"),
     ("user_attribute_map:\n  123: x\n", "user_attribute_map.123", "expected a non-empty string as the name"),
     ("account_attribute_map:\n  - {from: a, to: ''}\n", "account_attribute_map[0].to", "non-empty string"),
@@ -498,6 +500,74 @@ def test_account_default_trait_is_fine_in_the_user_map(tmp_path):
     # `industry` is an account default attribute, not a user one.
     s = load(write(tmp_path, MINIMAL + "user_attribute_map:\n  industry: industry\n"))
     assert s.user_attribute_map == {"industry": "industry"} and s.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "entries, expected, warned_entries",
+    [
+        # plain mapping form
+        ('  hobbyCustomField: hobby\n', {"hobbyCustomField": "hobby"}, []),  # nothing to trim: no warning
+        ('  " hobbyCustomField ": hobby\n', {"hobbyCustomField": "hobby"}, ["user_attribute_map. hobbyCustomField "]),
+        ('  hobbyCustomField: " hobby\\t"\n', {"hobbyCustomField": "hobby"}, ["user_attribute_map.hobbyCustomField"]),
+        ('  " a ": " x "\n', {"a": "x"}, ["user_attribute_map. a ", "user_attribute_map. a "]),  # key and value
+        ('  "\\ta\\n": x\n', {"a": "x"}, ["user_attribute_map.\ta\n"]),
+        # dashboard form
+        ('  - {from: " a", to: x}\n', {"a": "x"}, ["user_attribute_map[0].from"]),
+        ('  - {from: a, to: "x "}\n', {"a": "x"}, ["user_attribute_map[0].to"]),
+        ('  - {from: " a ", to: " x "}\n', {"a": "x"}, ["user_attribute_map[0].from", "user_attribute_map[0].to"]),
+    ],
+)
+def test_map_keys_and_values_are_trimmed_with_a_warning_naming_the_entry(tmp_path, entries, expected, warned_entries):
+    path = write(tmp_path, MINIMAL + "user_attribute_map:\n" + entries)
+    s = load(path)
+    assert s.user_attribute_map == expected
+    assert len(s.warnings) == len(warned_entries)
+    for warning, entry in zip(s.warnings, warned_entries):
+        assert warning.startswith(f"{path}: {entry}: ") and "trimmed to" in warning
+
+
+@pytest.mark.parametrize(
+    "map_name, entries",
+    [
+        ("user_attribute_map", '  " email ": mail\n'),
+        ("user_attribute_map", '  - {from: "city ", to: town}\n'),
+        ("account_attribute_map", '  "\\tindustry": sector\n'),
+    ],
+)
+def test_default_attribute_check_applies_after_trimming(tmp_path, map_name, entries):
+    s = load(write(tmp_path, MINIMAL + f"{map_name}:\n" + entries))
+    assert getattr(s, map_name) == {}
+    assert "trimmed to" in s.warnings[0] and "is a default attribute" in s.warnings[1]
+
+
+def test_map_entries_that_differ_only_in_whitespace_are_mapped_twice(tmp_path):
+    s = load(write(tmp_path, MINIMAL + 'user_attribute_map:\n  a: x\n  " a": y\n'))
+    assert s.user_attribute_map == {"a": "y"}
+    assert any("mapped twice" in w for w in s.warnings)
+
+
+@pytest.mark.parametrize(
+    "entries, entry",
+    [
+        # plain form: ignored like an empty `from` row, the entry after it still read
+        ('  "   ": x\n  keep: kept\n', "user_attribute_map.   "),
+        ('  "": x\n  keep: kept\n', "user_attribute_map."),
+        ('  - {from: "  ", to: x}\n  - {from: keep, to: kept}\n', "user_attribute_map[0].from"),
+        ('  - {from: "\\t", to: x}\n  - {from: keep, to: kept}\n', "user_attribute_map[0].from"),
+    ],
+)
+def test_map_entry_whose_name_trims_to_nothing_is_ignored_with_a_warning(tmp_path, entries, entry):
+    path = write(tmp_path, MINIMAL + "user_attribute_map:\n" + entries)
+    s = load(path)
+    assert s.user_attribute_map == {"keep": "kept"}
+    (warning,) = s.warnings
+    assert warning.startswith(f"{path}: {entry}: ") and "this map entry is ignored" in warning
+
+
+@pytest.mark.parametrize("row", ["{from: '', to: x}", "{from: null, to: x}", "{to: x}"])
+def test_dashboard_blank_rows_are_ignored_quietly(tmp_path, row):
+    s = load(write(tmp_path, MINIMAL + f"user_attribute_map:\n  - {row}\n"))
+    assert s.user_attribute_map == {} and s.warnings == ()
 
 
 def test_duplicate_row_in_list_form_warns_and_last_wins(tmp_path):

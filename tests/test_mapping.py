@@ -92,6 +92,17 @@ def base_user(**fields_):
         (" 2019-10-14T09:03:17.562Z ", 1571043797562),  # surrounding blanks ignored
         ("1969-12-31T23:59:59.9995Z", -1),  # before 1970: still drops the digits (floor)
         ("1970-01-01T00:00:00Z", 0),
+        ("2019", 1546300800000),  # reduced form: the start of the year, UTC
+        ("2019-10", 1569888000000),  # reduced form: the start of the month, UTC
+        (" 2019-10\n", 1569888000000),
+        ("2019-10-14T24:00:00", 1571097600000),  # 24:00 is the midnight that ends the day
+        ("2019-10-14T24:00", 1571097600000),
+        ("2019-10-14T24:00:00.000Z", 1571097600000),
+        ("2019-10-14T24:00:00.000+05:30", 1571077800000),  # 2019-10-15T00:00+05:30
+        ("2019-12-31T24:00:00Z", 1577836800000),  # ends the year: 2020-01-01
+        ("2020-02-28T24:00Z", 1582934400000),  # leap year: 2020-02-29
+        (" 2019-10-14T24:00:00Z\t", 1571097600000),
+        ("\t2019-10-14\n", 1571011200000),
         (1571043797562, 1571043797562),  # a number is epoch ms
         (0, 0),
         (-5, -5),
@@ -111,7 +122,17 @@ def test_to_epoch_ms_converts(value, expected):
     [
         ("yesterday", "cannot parse timestamp 'yesterday'"),
         ("2019-13-45", "cannot parse timestamp"),
-        ("1571043797562", "cannot parse timestamp"),  # numeric text is not ISO 8601 (documented choice)
+        ("1571043797562", "cannot parse timestamp"),  # numeric text is not epoch ms (MAPPING.md)
+        ("1571043797562.0", "cannot parse timestamp"),
+        ("2019-13", "cannot parse timestamp"),  # no month 13
+        ("0000", "cannot parse timestamp"),  # no year 0 in Python's calendar
+        ("19", "cannot parse timestamp"),
+        ("2019-10-14T24:00:01", "cannot parse timestamp"),  # only 24:00:00 exactly ends a day
+        ("2019-10-14T24:30", "cannot parse timestamp"),
+        ("2019-10-14T24:00:00.001Z", "cannot parse timestamp"),
+        ("2019-10-14T25:00:00", "cannot parse timestamp"),
+        ("9999-12-31T24:00:00", "cannot parse timestamp"),  # the day after is out of range
+        ("   ", "cannot parse timestamp"),
         (True, "cannot parse timestamp True"),  # a boolean is not a number
         ({"a": 1}, "cannot parse timestamp"),
         ([1], "cannot parse timestamp"),
@@ -166,6 +187,10 @@ def test_to_number_converts(value, expected):
         ("1_000", "not a number"),  # Python int() would take it; JSON would not
         ("nan", "not a number"),
         ("Infinity", "not a number"),
+        ("-Infinity", "not a number"),
+        ("0x10", "not a number: '0x10'"),  # decimal notation only
+        ("12abc", "not a number: '12abc'"),
+        ("1e", "not a number"),
         (True, "not a number: True"),  # booleans are not numbers
         ({"n": 1}, "not a number"),
         (2**63, "outside the signed 64-bit range"),
@@ -206,13 +231,32 @@ def test_to_float_leaves_out_non_numbers_and_inf(value):
         (1234, "1234"),
         (-7, "-7"),
         (1.5, "1.5"),
-        (True, "true"),  # JSON spelling, not Python's "True" (documented choice)
-        ({"a": [1, 2]}, '{"a":[1,2]}'),
+        (100.0, "100"),  # an integral float is the integer's text
+        (-3.0, "-3"),
+        (-0.0, "0"),
+        (1e16, "10000000000000000"),  # not "1e+16"
+        (0.1, "0.1"),  # shortest round-trip text
+        (0.30000000000000004, "0.30000000000000004"),
+        (1e-07, "1e-07"),  # Python's repr: the shortest text that reads back as the same float
+        (True, "true"),  # JSON spelling, not Python's "True"
+        (False, "false"),
+        ({"a": [1, 2]}, '{"a":[1,2]}'),  # compact JSON
+        ({"b": 1, "a": {"d": 2, "c": 3}}, '{"b":1,"a":{"d":2,"c":3}}'),  # input key order
+        ([], "[]"),
         (["é"], '["é"]'),
     ],
 )
 def test_to_str_converts(value, expected):
-    assert to_str(value) == expected
+    warnings = []
+    assert to_str(value, "f", warnings) == expected
+    assert warnings == []
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), {"x": float("inf")}])
+def test_to_str_leaves_out_non_finite_numbers_with_a_warning(value):
+    warnings = []
+    assert to_str(value, "traits.accountId", warnings) is None
+    assert len(warnings) == 1 and warnings[0].startswith("traits.accountId: ")
 
 
 @pytest.mark.parametrize(
@@ -239,6 +283,13 @@ def test_to_gender_normalises_known_values(value, expected):
         ("role", "admin", "admin"),
         ("accountId", "acc-1", "acc-1"),
         ("accountId", 1234, "1234"),  # string conversion
+        ("accountId", 1234.0, "1234"),  # an integral float is the integer's text
+        ("accountId", 12.5, "12.5"),
+        ("accountId", True, "true"),
+        ("accountId", {"b": 1, "a": 2}, '{"b":1,"a":2}'),
+        ("createDate", "2019", 1546300800000),
+        ("lastSeenDate", "2019-10-14T24:00:00Z", 1571097600000),
+        ("signUpDate", " 2019-10-14T09:03:17.562Z\n", TS_MS),
         ("subscriptionId", "sub-1", "sub-1"),
         ("firstName", "Ada", "Ada"),
         ("lastName", "Lovelace", "Lovelace"),
@@ -269,6 +320,9 @@ def test_identify_maps_each_default_attribute(trait, value, px_value):
         ("lastSeenDate", {"x": 1}, "traits.lastSeenDate: cannot parse timestamp"),
         ("firstVisitDate", 2**63, "traits.firstVisitDate: "),
         ("score", "12a", "traits.score: not a number: '12a'"),
+        ("score", "0x10", "traits.score: not a number: '0x10'"),
+        ("score", "Infinity", "traits.score: not a number: 'Infinity'"),
+        ("score", "12abc", "traits.score: not a number: '12abc'"),
         ("score", 2**64, "traits.score: 18446744073709551616 is outside the signed 64-bit range"),
         ("numberOfVisits", -(2**63) - 1, "outside the signed 64-bit range"),  # PX numeric field
         ("score", float("inf"), "traits.score: "),
@@ -363,6 +417,17 @@ def test_identify_location_appears_only_when_something_is_in_it(traits, location
         ({"name": "Jean Luc Picard"}, None, {"firstName": "Jean", "lastName": "Luc Picard"}),
         ({"name": "Madonna"}, None, {"firstName": "Madonna"}),  # nothing after the space
         ({"name": "Ada  Lovelace "}, None, {"firstName": "Ada", "lastName": "Lovelace"}),  # rest trimmed
+        ({"name": " Ada  Lovelace "}, None, {"firstName": "Ada", "lastName": "Lovelace"}),
+        # any whitespace separates, as str.split() sees it
+        ({"name": "Ada\tLovelace"}, None, {"firstName": "Ada", "lastName": "Lovelace"}),
+        ({"name": "Ada\nLovelace"}, None, {"firstName": "Ada", "lastName": "Lovelace"}),
+        ({"name": "Ada\u00a0Lovelace"}, None, {"firstName": "Ada", "lastName": "Lovelace"}),  # no-break space
+        ({"name": "Ada\u3000Lovelace"}, None, {"firstName": "Ada", "lastName": "Lovelace"}),  # ideographic space
+        ({"name": "\tAda \t Lovelace\n"}, None, {"firstName": "Ada", "lastName": "Lovelace"}),
+        # the rest keeps its inner spacing
+        ({"name": "Ada King  Lovelace"}, None, {"firstName": "Ada", "lastName": "King  Lovelace"}),
+        ({"name": "Ada\tKing\tLovelace "}, None, {"firstName": "Ada", "lastName": "King\tLovelace"}),
+        ({"name": "  \t "}, None, {}),  # only whitespace: nothing to split
         ({"name": " Ada Lovelace"}, None, {"firstName": "Ada", "lastName": "Lovelace"}),  # name trimmed first
         ({"name": "Some User", "firstName": "Ada"}, None, {"firstName": "Ada", "lastName": "User"}),
         ({"name": "Some User", "last_name": "L"}, None, {"firstName": "Some", "lastName": "L"}),
@@ -391,6 +456,16 @@ CUSTOM_MAPPER = Mapper(make_settings(user_attribute_map={"hobbyCustomField": "ho
         ({"tier": None}, {"tier": "c"}, {"plan_tier": "c"}),  # null is dropped, the other is used
         ({"tier": {"a": 1}}, None, {"plan_tier": {"a": 1}}),  # objects pass as they are
         ({"tier": None}, None, None),  # null values dropped: customAttributes left out
+        # "" clears the attribute in PX, unless the other source has a usable value
+        ({"tier": ""}, None, {"plan_tier": ""}),
+        (None, {"tier": ""}, {"plan_tier": ""}),
+        ({"tier": ""}, {"tier": ""}, {"plan_tier": ""}),
+        ({"tier": None}, {"tier": ""}, {"plan_tier": ""}),
+        ({"tier": ""}, {"tier": None}, {"plan_tier": ""}),
+        ({"tier": ""}, {"tier": "c"}, {"plan_tier": "c"}),  # context.traits has a usable value
+        (None, {"tier": "c", "hobbyCustomField": ""}, {"plan_tier": "c", "hobby": ""}),
+        ({"tier": "t"}, {"tier": ""}, {"plan_tier": "t"}),
+        ({"tier": ""}, {"tier": 2**63}, None),  # usable (if unsendable) beats "" (warned about)
         ({"unmapped": "x"}, None, None),
         ({"tier": 2**63}, None, None),  # no PX number holds it
     ],
@@ -452,6 +527,9 @@ def test_identify_creates_with_identify_id_and_event_time_defaults():
         ({}, {"timestamp": "bad", "originalTimestamp": "2019-10-14"}, {"signUpDate": 1571011200000, "createDate": 1571011200000}),
         ({}, {"timestamp": None}, {}),  # no event time at all: no defaults (mapping reads no clock)
         ({"signUpDate": "junk"}, {}, {"signUpDate": TS_MS, "createDate": TS_MS}),  # left out, then defaulted
+        ({}, {"timestamp": " 2019-10-14T24:00:00Z "}, {"signUpDate": 1571097600000, "createDate": 1571097600000}),
+        ({}, {"timestamp": "1571043797562", "originalTimestamp": 5}, {"signUpDate": 5, "createDate": 5}),
+        ({}, {"timestamp": "bad", "originalTimestamp": "worse"}, {}),
     ],
 )
 def test_identify_create_body_defaults_dates_to_event_time(traits, extra, create_dates):
@@ -544,6 +622,8 @@ def test_group_reads_account_attributes_from_group_traits_only():
     [
         ({"cultureCustomField": "cool"}, {"culture": "cool"}),
         ({"cultureCustomField": None}, None),
+        ({"cultureCustomField": ""}, {"culture": ""}),  # "" clears the attribute
+        ({"cultureCustomField": "", "website": ""}, {"culture": ""}),  # a default attribute's "" is no value
         ({"other": "x"}, None),  # not mapped: dropped
         ({"website": "w"}, None),  # default attribute: never a custom one, even when mapped
     ],
@@ -561,6 +641,8 @@ def test_group_maps_custom_attributes_through_account_attribute_map(traits, cust
         ({"name": "A", "createDate": "2019-10-14"}, {}, 1571011200000, 1571011200000),
         ({"name": "A"}, {"timestamp": None, "originalTimestamp": TS}, None, TS_MS),
         ({"name": "A"}, {"timestamp": None}, None, None),
+        ({"name": "A"}, {"timestamp": "bad", "originalTimestamp": TS}, None, TS_MS),  # next source tried
+        ({"name": "A"}, {"timestamp": "2019-10"}, None, 1569888000000),
     ],
 )
 def test_group_create_date_defaults_to_event_time_only_on_create(traits, extra, update_create_date, create_create_date):
@@ -591,6 +673,10 @@ def test_group_without_name_cannot_create_the_account(traits):
         (False, {"GAINSIGHT_PX": {"limitAPIForGroup": False}}, False),
         (True, {"GAINSIGHT_PX": {"limitAPIForGroup": False}}, True),  # either one turns it on
         (False, {"GAINSIGHT_PX": {"limitAPIForGroup": "true"}}, False),  # only JSON true counts
+        (False, {"GAINSIGHT_PX": {"limitAPIForGroup": 1}}, False),
+        (False, {"GAINSIGHT_PX": {"limitAPIForGroup": "yes"}}, False),
+        (False, {"GAINSIGHT_PX": {"limitAPIForGroup": None}}, False),
+        (True, {"GAINSIGHT_PX": {"limitAPIForGroup": "false"}}, True),  # ignored: the config still counts
         (False, {"GAINSIGHT_PX": True}, False),
         (False, {"Other": {"limitAPIForGroup": True}}, False),
     ],
@@ -606,6 +692,36 @@ def test_group_limit_api_skips_user_check_and_puts_first(config_limit, integrati
         assert [type(s) for s in steps] == [RequireUser, Upsert, Write]
         assert steps[1].put_first is False
     assert steps[-1] == Write("PUT", "/users/u1", {"accountId": "g1"})
+
+
+@pytest.mark.parametrize(
+    "value, warned",
+    [
+        (True, False),
+        (False, False),  # a boolean: off, nothing to warn about
+        (None, False),  # null counts as absent
+        ("true", True),
+        ("True", True),
+        (1, True),
+        (1.0, True),
+        ("yes", True),
+        ({"on": True}, True),
+        ([True], True),
+    ],
+)
+def test_group_limit_api_on_the_event_other_than_a_boolean_is_ignored_with_a_warning(value, warned):
+    result = MAPPER.map(group({"name": "Acme"}, integrations={"Gainsight PX": {"limitAPIForGroup": value}}))
+    assert (plan_of(result).steps[0] == RequireUser("u1")) is (value is not True)
+    expected = [f"integrations.Gainsight PX.limitAPIForGroup: {value!r} is not a JSON boolean "
+                "(only true turns the fewer-calls flow on); ignored"]
+    assert list(result.warnings) == (expected if warned else [])
+
+
+@pytest.mark.parametrize("event_type", ["identify", "track"])
+def test_limit_api_for_group_is_read_for_group_events_only(event_type):
+    event = {"type": event_type, "userId": "u", "event": "E",
+             "integrations": {"GAINSIGHT_PX": {"limitAPIForGroup": "true"}}}
+    assert plan_of(MAPPER.map(event)).warnings == ()
 
 
 @pytest.mark.parametrize(
@@ -701,7 +817,28 @@ def test_identify_update_body_never_holds_the_identify_id():
         ({"type": "group", "userId": "u", "groupId": ""}, "groupId is required for group"),
         ({"type": "track", "userId": "u"}, "event (the event name) is required for track"),
         ({"type": "track", "userId": "u", "event": ""}, "event (the event name) is required for track"),
-        ({"type": "track", "userId": "u", "event": {"n": 1}}, "event (the event name) must be a string, not {'n': 1}"),
+        ({"type": "track", "userId": "u", "event": {"n": 1}},
+         "event (the event name) must be a non-empty string or an integer, not an object: {'n': 1}"),
+        ({"type": "track", "userId": "u", "event": 1.5},
+         "event (the event name) must be a non-empty string or an integer, not a float: 1.5"),
+        ({"type": "track", "userId": "u", "event": 4.0},  # an integral float is still a float
+         "event (the event name) must be a non-empty string or an integer, not a float: 4.0"),
+        ({"type": "track", "userId": "u", "event": True},
+         "event (the event name) must be a non-empty string or an integer, not a boolean: True"),
+        ({"type": "track", "userId": "u", "event": False},
+         "event (the event name) must be a non-empty string or an integer, not a boolean: False"),
+        ({"type": "track", "userId": "u", "event": ["E"]},
+         "event (the event name) must be a non-empty string or an integer, not a list: ['E']"),
+        # MAPPING.md: ids . and .. cannot be a URL path segment
+        ({"type": "identify", "userId": "."}, "userId '.' cannot be used as an id: it is not a valid URL path segment"),
+        ({"type": "track", "userId": "..", "event": "E"},
+         "userId '..' cannot be used as an id: it is not a valid URL path segment"),
+        ({"type": "identify", "anonymousId": ".."},
+         "anonymousId '..' cannot be used as an id: it is not a valid URL path segment"),
+        ({"type": "group", "userId": "u", "groupId": "."},
+         "groupId '.' cannot be used as an id: it is not a valid URL path segment"),
+        ({"type": "group", "userId": "u", "traits": {"groupId": ".."}},
+         "traits.groupId '..' cannot be used as an id: it is not a valid URL path segment"),
     ],
 )
 def test_events_lacking_what_they_need_are_invalid(event, message):
@@ -841,6 +978,12 @@ def test_track_minimal_body():
         ({"properties": {"date": 1571043797562.9}}, TS_MS),
         ({"properties": {"date": None}}, TS_MS),
         ({"properties": {"date": "garbage"}}, TS_MS),  # warned about, then timestamp used
+        ({"properties": {"date": "2019"}}, 1546300800000),
+        ({"properties": {"date": "2019-10-14T24:00:00Z"}}, 1571097600000),
+        ({"properties": {"date": "1571043797562"}}, TS_MS),  # numeric text: not epoch, next source
+        ({"properties": {"date": "garbage"}, "timestamp": "bad", "originalTimestamp": "2019-10-14"}, 1571011200000),
+        ({"properties": {"date": "garbage"}, "timestamp": "bad", "originalTimestamp": "worse"}, None),
+        ({"timestamp": "bad", "originalTimestamp": 1571043797562.9}, TS_MS),
         ({"timestamp": None, "originalTimestamp": "2019-10-14"}, 1571011200000),
         ({"timestamp": "2019-10-14T14:33:17.562+05:30"}, TS_MS),
         ({"timestamp": None}, None),  # no time at all: date left out
@@ -907,6 +1050,8 @@ def test_track_url_and_referrer_from_context_page(page, expected):
         ({"l": [1, "two", None]}, {"l": '[1,"two",null]'}),
         ({"u": {"city": "Zürich", "emoji": "🙂"}}, {"u": '{"city":"Zürich","emoji":"🙂"}'}),  # non-ASCII kept
         ({"e": {}, "f": []}, {"e": "{}", "f": "[]"}),
+        ({"o": {"z": 1, "a": {"y": 2, "b": 3}}}, {"o": '{"z":1,"a":{"y":2,"b":3}}'}),  # input key order kept
+        ({"o": {"n": 1.0, "m": 1e-07}}, {"o": '{"n":1.0,"m":1e-07}'}),  # numbers as in the input
         ({"globalContext": {"p": 1}, "x": 1}, {"x": 1}),  # globalContext is not an attribute
         ({"date": "2019-10-14", "sessionId": "s"}, {"date": "2019-10-14", "sessionId": "s"}),  # kept too
         ({"big": 2**63, "ok": 2}, {"ok": 2}),  # no 64-bit integer: left out with a warning
@@ -915,6 +1060,60 @@ def test_track_url_and_referrer_from_context_page(page, expected):
 )
 def test_track_attributes_are_properties_stringified(properties, attributes):
     assert track_body(MAPPER.map(track(properties))).get("attributes") == attributes
+
+
+@pytest.mark.parametrize(
+    "name, event_name",
+    [
+        ("Clicked", "Clicked"),
+        (42, "42"),  # an integer is used as its decimal string
+        (0, "0"),  # zero is a value, not "empty"
+        (-7, "-7"),
+        (2**70, str(2**70)),  # a name, not a PX number: no 64-bit limit
+        ("  ", "  "),  # a non-empty string: sent as it is (MAPPING.md does not trim event names)
+        (" Clicked ", " Clicked "),
+        ("a\x07b", "a\x07b"),  # control characters are fine in a name (it is in a body, not a path)
+    ],
+)
+def test_track_event_name_is_a_non_empty_string_or_an_integer(name, event_name):
+    assert track_body(MAPPER.map(track(event=name)))["eventName"] == event_name
+
+
+@pytest.mark.parametrize(
+    "extra, warnings",
+    [
+        ({}, []),
+        ({"timestamp": "bad"}, ["timestamp: cannot parse timestamp 'bad'; left out"]),
+        ({"timestamp": "bad", "originalTimestamp": "2019"}, ["timestamp: cannot parse timestamp 'bad'; left out"]),
+        ({"timestamp": "bad", "originalTimestamp": "worse"}, [
+            "timestamp: cannot parse timestamp 'bad'; left out",
+            "originalTimestamp: cannot parse timestamp 'worse'; left out",
+        ]),
+        ({"timestamp": None, "originalTimestamp": "worse"}, ["originalTimestamp: cannot parse timestamp 'worse'; left out"]),
+        ({"properties": {"date": "x"}, "timestamp": "y"}, [
+            "properties.date: cannot parse timestamp 'x'; left out",
+            "timestamp: cannot parse timestamp 'y'; left out",
+        ]),
+        ({"properties": {"date": "x"}, "timestamp": " 2019-10-14T24:00 "}, ["properties.date: cannot parse timestamp 'x'; left out"]),
+        ({"properties": {"date": "2019"}, "timestamp": "bad"}, []),  # a later source is not read
+    ],
+)
+def test_track_date_warns_about_each_unparseable_source_it_tries(extra, warnings):
+    event = {**track(), **extra}
+    assert list(MAPPER.map(event).warnings) == warnings
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        identify(timestamp="bad", originalTimestamp=TS),
+        group({"name": "Acme"}, timestamp="bad", originalTimestamp=TS),
+    ],
+)
+def test_event_time_warns_about_an_unparseable_timestamp_and_uses_original_timestamp(event):
+    result = MAPPER.map(event)
+    assert list(result.warnings) == ["timestamp: cannot parse timestamp 'bad'; left out"]
+    assert plan_of(result).steps[-2 if event["type"] == "group" else 0].create_body["createDate"] == TS_MS
 
 
 def test_track_properties_that_are_not_an_object_are_ignored_with_a_warning():

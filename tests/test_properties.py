@@ -7,6 +7,7 @@ HYPOTHESIS_PROFILE=thorough for 2000). Each test scales its own budget from it.
 import io
 import json
 import math
+from datetime import date, datetime, timedelta, timezone
 from urllib.parse import unquote
 
 import pytest
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from e2e import gspx, write_config
 from gspx_cli import jsonio
 from gspx_cli.config import Settings
-from gspx_cli.mapping import Mapper
+from gspx_cli.mapping import Mapper, to_epoch_ms, to_str
 from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Upsert, Write, describe, object_path
 from gspx_cli.reader import iter_records
 
@@ -313,6 +314,96 @@ def test_non_finite_numbers_are_dropped_with_a_warning_never_sent(value, path):
         _set(event, path, value)
         result = MAPPER.map(event)
         _check_result(result)  # strict JSON bodies: the NaN/Infinity is not in them
+
+
+# ---- (b2) conversions over whole families of inputs (MAPPING.md "Conversions") ----------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@st.composite
+def iso_timestamps(draw):
+    """(ISO 8601 text of any shape MAPPING.md names, its epoch ms computed without parsing text)."""
+    day = draw(st.dates(min_value=date(1, 1, 2), max_value=date(9999, 12, 30)))
+    shape = draw(st.sampled_from(["year", "month", "date", "hour", "minute", "second", "fraction", "24:00"]))
+    offset_minutes = draw(st.none() | st.integers(-(23 * 60 + 59), 23 * 60 + 59))
+    pad = st.sampled_from(["", " ", "\t", "\n", " \r\n"])
+    fraction = ""
+    if shape in ("year", "month", "date"):
+        naive = datetime(day.year, 1 if shape == "year" else day.month, 1 if shape != "date" else day.day)
+        text = {"year": f"{day.year:04d}", "month": f"{day.year:04d}-{day.month:02d}", "date": day.isoformat()}[shape]
+        offset_minutes = None
+    elif shape == "24:00":
+        naive = datetime(day.year, day.month, day.day) + timedelta(days=1)  # the midnight that ends the day
+        text = day.isoformat() + draw(st.sampled_from(["T", "t"])) + draw(
+            st.sampled_from(["24:00", "24:00:00", "24:00:00.000", "24:00:00.000000"]))
+    else:
+        h, m, sec = draw(st.integers(0, 23)), draw(st.integers(0, 59)), draw(st.integers(0, 59))
+        naive = datetime(day.year, day.month, day.day, h, m if shape != "hour" else 0,
+                         sec if shape in ("second", "fraction") else 0)
+        clock = {"hour": f"{h:02d}", "minute": f"{h:02d}:{m:02d}"}.get(shape, f"{h:02d}:{m:02d}:{sec:02d}")
+        if shape == "fraction":
+            fraction = draw(st.text("0123456789", min_size=1, max_size=9))
+            clock += "." + fraction
+        text = day.isoformat() + draw(st.sampled_from(["T", "t"])) + clock
+    if offset_minutes is None:
+        zone = timezone.utc
+        if shape not in ("year", "month", "date"):  # a date has no offset: UTC
+            text += draw(st.sampled_from(["", "Z", "z", "+00:00"]))
+    else:
+        zone = timezone(timedelta(minutes=offset_minutes))
+        sign = "-" if offset_minutes < 0 else "+"
+        text += f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    delta = naive.replace(tzinfo=zone) - _EPOCH
+    # digits finer than a millisecond are dropped, not rounded
+    ms = delta.days * 86_400_000 + delta.seconds * 1000 + int(fraction[:3].ljust(3, "0"))
+    return draw(pad) + text + draw(pad), ms
+
+
+@budget(300)
+@given(iso_timestamps())
+def test_every_iso_timestamp_shape_becomes_its_epoch_ms(case):
+    text, ms = case
+    warnings = []
+    assert to_epoch_ms(text, "f", warnings) == ms
+    assert warnings == []
+
+
+@budget(100)
+@given(iso_timestamps(), st.sampled_from(["garbage", "1571043797562", "2019-13", "T24:00"]))
+def test_an_unparseable_event_time_is_warned_about_and_the_next_source_used(case, bad):
+    text, ms = case
+    event = {"type": "track", "userId": "u", "event": "E", "properties": {"date": bad}, "timestamp": bad,
+             "originalTimestamp": text}
+    result = MAPPER.map(event)
+    assert result.steps[0].body["date"] == ms
+    assert [w.split(":")[0] for w in result.warnings] == ["properties.date", "timestamp"]
+
+
+@budget(300)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_float_becomes_its_shortest_round_trip_text(value):
+    text = to_str(value)
+    assert float(text) == value  # round trip
+    if value.is_integer():
+        assert text == str(int(value)) and int(text) == value  # 100.0 -> "100", never "1e+16"
+    else:
+        assert text == repr(value)  # Python's repr is the shortest text that reads back the same
+        assert json.loads(text) == value  # and it is a JSON number too
+
+
+@budget(100)
+@given(st.integers(-(2**70), 2**70))
+def test_an_integer_becomes_its_decimal_text(value):
+    assert to_str(value) == str(value)
+
+
+@budget(100)
+@given(finite_json.filter(lambda v: isinstance(v, (dict, list))))
+def test_an_object_or_list_becomes_compact_json_text_in_input_order(value):
+    text = to_str(value)
+    assert text == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(text) == value
 
 
 # ---- (c) the whole pipeline in dry run, through the CLI ----------------------------------------------
