@@ -1,0 +1,134 @@
+"""One description of a plan (issue 9): what a live run sends for an event is always one path through
+the dry run's listing of that event, given what the events before it made known."""
+
+import json
+
+import pytest
+import responses
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gspx_cli.config import Settings
+from gspx_cli.errors import PxError
+from gspx_cli.executor import Executor
+from gspx_cli.mapping import Mapper
+from gspx_cli.plan import Plan
+from gspx_cli.px import PxClient
+from gspx_cli.reader import Record
+from gspx_cli.sandbox import FakePX, add_to_responses
+from gspx_cli.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender
+from gspx_cli.sinks import PrintSink
+
+BASE = "https://api.aptrinsic.com/v1"
+ORIGIN = "https://api.aptrinsic.com"
+USERS = ["u1", "u2", "a/b c"]
+GROUPS = ["g1", "g2"]
+
+
+class _Capture:
+    """A stand-in Reporter that keeps each dry-run listing."""
+
+    def __init__(self):
+        self.listings = []
+
+    def dry_run(self, record, result, requests=None):
+        self.listings.append(requests)
+
+    def flush_out(self):
+        pass
+
+
+identify = st.builds(lambda u, name: {"type": "identify", "userId": u, "traits": {"email": f"{u}@x.io", **name}},
+                     st.sampled_from(USERS), st.sampled_from([{}, {"name": "Ada Lovelace"}]))
+group = st.builds(
+    lambda u, g, named, limit: {"type": "group", "userId": u, "groupId": g,
+                                "traits": {"industry": "x", **({"name": f"Acme {g}"} if named else {})},
+                                **({"integrations": {"GAINSIGHT_PX": {"limitAPIForGroup": True}}} if limit else {})},
+    st.sampled_from(USERS), st.sampled_from(GROUPS), st.booleans(), st.booleans())
+track = st.builds(lambda u: {"type": "track", "userId": u, "event": "Clicked"}, st.sampled_from(USERS))
+runs = st.lists(st.one_of(identify, group, track), min_size=1, max_size=12)
+
+
+def _is_path_through(sent, listing):
+    """True when every request sent matches a later item of the listing than the one before it."""
+    at = 0
+    for method, url, body in sent:
+        while at < len(listing):
+            item = listing[at]
+            at += 1
+            if item["method"] == method and item["url"] == url and item.get("json") == body:
+                break
+        else:
+            return False
+    return True
+
+
+def _live(events, limit_api_for_group=False):
+    """Each event's requests, executed one event after another against the stand-in."""
+    px = FakePX()
+    s = Settings(product_tag_key="AP-1", base_url=BASE, limit_api_for_group=limit_api_for_group)
+    mapper = Mapper(s)
+    sent = []
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        add_to_responses(rsps, px, BASE)
+        client = PxClient(BASE, "k", timeout=5)
+        executor = Executor(Sender(client, RetryPolicy(0), RateLimiter(1e9), Halt(), RequestStats()))
+        for event in events:
+            before = len(px.requests)
+            plan = mapper.map(event)
+            if type(plan) is Plan:
+                try:
+                    executor.execute(plan)
+                except PxError:
+                    pass  # a failed event's requests are still a (shorter) path
+            sent.append([(r.method, ORIGIN + r.path, r.body) for r in px.requests[before:]])
+    return sent
+
+
+def _listings(events, limit_api_for_group=False):
+    s = Settings(product_tag_key="AP-1", base_url=BASE, limit_api_for_group=limit_api_for_group)
+    mapper, capture = Mapper(s), _Capture()
+    sink = PrintSink(capture, BASE)
+    out = []
+    for n, event in enumerate(events, 1):
+        plan = mapper.map(event)
+        if type(plan) is Plan:
+            sink.submit(Record("in", n, b"", event), plan)
+            out.append(capture.listings[-1])
+        else:
+            out.append([])
+    return out
+
+
+@settings(max_examples=150)
+@given(runs, st.booleans())
+def test_live_requests_of_each_event_are_one_path_through_its_dry_run_listing(events, limited):
+    events = json.loads(json.dumps(events))
+    for n, (sent, listing) in enumerate(zip(_live(events, limited), _listings(events, limited))):
+        assert _is_path_through(sent, listing), (n, events[n], sent, listing)
+
+
+def test_a_user_identified_earlier_is_not_looked_up_again_in_the_listing():
+    events = [{"type": "identify", "userId": "u1"}, {"type": "identify", "userId": "u1"},
+              {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}}]
+    first, second, grp = _listings(events)
+    assert [i["method"] for i in first] == ["GET", "POST", "PUT"]
+    assert [(i["method"], "when" in i) for i in second] == [("PUT", False)]
+    assert [i["method"] for i in grp] == ["GET", "POST", "PUT", "PUT"]  # the account lookup, no user lookup
+    assert grp[0]["url"].endswith("/accounts/g1")
+
+
+@pytest.mark.parametrize("events, lookups", [
+    # a group whose user was never identified may fail: it teaches the listing nothing
+    ([{"type": "group", "userId": "u9", "groupId": "g1", "traits": {"name": "A"}},
+      {"type": "group", "userId": "u9", "groupId": "g1", "traits": {"name": "A"}}],
+     [["/users/u9", "/accounts/g1"], ["/users/u9", "/accounts/g1"]]),
+    # an account that this event cannot create (no name) is not assumed to exist afterwards
+    ([{"type": "identify", "userId": "u1"},
+      {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"industry": "x"}},
+      {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"industry": "x"}}],
+     [["/users/u1"], ["/accounts/g1"], ["/accounts/g1"]]),
+])
+def test_the_listing_assumes_known_only_what_cannot_fail(events, lookups):
+    got = [[i["url"][len(BASE):] for i in listing if i["method"] == "GET"] for listing in _listings(events)]
+    assert got == lookups

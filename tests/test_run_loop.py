@@ -1,0 +1,320 @@
+"""The run loop as a filter (issue 9): real pipes whose writer pauses, real signals to gspx alone,
+a file still being written, and the coordinator with a fake sink."""
+
+import json
+import os
+import queue
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from e2e import TEST_KEY, write_config
+from gspx_cli.config import load_settings
+from gspx_cli.coordinator import Coordinator, StopFlag
+from gspx_cli.ledger import DELIVERED, Ledger
+from gspx_cli.plan import Plan
+from gspx_cli.report import Reporter
+
+DEADLINE = 20.0  # seconds: no wait in this file is unbounded
+
+
+def track(n, user=None):
+    return json.dumps({"type": "track", "userId": user or f"u{n % 7}", "event": "E", "properties": {"n": n}})
+
+
+def spawn(args, tmp_path, *, stdout=subprocess.PIPE):
+    """`python -m gspx_cli send ARGS` reading a real pipe; stderr to a file; no PYTHONUNBUFFERED, as in a user's shell."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "GSPX_CONFIG")}
+    env["GSPX_API_KEY"] = TEST_KEY
+    err = open(tmp_path / "gspx.err", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "gspx_cli", "send", *args], stdin=subprocess.PIPE,
+                            stdout=stdout, stderr=err, env=env, cwd=str(tmp_path))
+    err.close()
+    return proc
+
+
+def feed(proc, line):
+    proc.stdin.write(line.encode() + b"\n")
+    proc.stdin.flush()
+
+
+def wait_until(predicate, deadline=DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def finish(proc, timeout=DEADLINE):
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def read_line(stream, timeout):
+    """One line from a pipe within timeout seconds, else None."""
+    if not select.select([stream], [], [], timeout)[0]:
+        return None
+    return stream.readline()
+
+
+# -- a filter: every event as soon as its line is complete ---------------------------------------------
+
+
+def test_trickle_pipe_delivers_each_event_within_a_second_while_the_pipe_stays_open(px_server, tmp_path):
+    cfg = write_config(tmp_path, px_server.base_url)
+    proc = spawn(["-c", cfg], tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        for n in range(4):
+            feed(proc, track(n))
+            started = time.monotonic()
+            assert wait_until(lambda: len(px_server.px.events) == n + 1, 5.0), f"event {n} never arrived"
+            assert time.monotonic() - started < 1.0, f"event {n} took {time.monotonic() - started:.2f}s"
+            time.sleep(0.3)  # the producer pauses; the pipe stays open
+    finally:
+        proc.stdin.close()
+    assert finish(proc) == 0
+
+
+def test_trickle_dry_run_line_reaches_stdout_within_a_second(tmp_path):
+    cfg = write_config(tmp_path, "https://px.example.test/v1")
+    proc = spawn(["--dry-run", "-c", cfg], tmp_path)
+    try:
+        for n in range(3):
+            feed(proc, track(n))
+            line = read_line(proc.stdout, 1.0)
+            assert line is not None, f"dry-run line {n} not flushed within a second"
+            assert json.loads(line)["input"] == f"-:{n + 1}"
+            time.sleep(0.2)
+    finally:
+        proc.stdin.close()
+    assert finish(proc) == 0
+
+
+# -- signals while the producer is silent ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_signal_while_producer_is_silent_stops_within_two_seconds_and_keeps_every_event(
+        px_server, tmp_path, sig, code):
+    px_server.px.latency = 0.3  # some events are in flight or queued when the signal comes
+    cfg = write_config(tmp_path, px_server.base_url, "")
+    failed, report = tmp_path / "failed.ndjson", tmp_path / "report.json"
+    proc = spawn(["-c", cfg, "--concurrency", "2", "--failed-output", str(failed), "--report", str(report)],
+                 tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        for n in range(30):
+            feed(proc, track(n, user=f"u{n % 3}"))
+        assert wait_until(lambda: len(px_server.px.events) >= 2)
+        proc.send_signal(sig)  # to gspx alone, not its process group; the pipe stays open and silent
+        started = time.monotonic()
+        assert finish(proc) == code
+        assert time.monotonic() - started < 2.0
+    finally:
+        proc.stdin.close()
+    data = json.loads(report.read_text())
+    assert data["read"] == 30 == data["delivered"] + data["skipped"] + data["failed"] + data["not_sent"]
+    assert data["not_sent"] > 0 and data["failed"] == 0
+    delivered = sorted(e["attributes"]["n"] for e in px_server.px.events)
+    kept = sorted(json.loads(line)["properties"]["n"] for line in failed.read_text().splitlines())
+    assert len(delivered) == data["delivered"] and len(kept) == data["not_sent"]
+    assert sorted(delivered + kept) == list(range(30))  # every event read is delivered or kept, once
+    err = (tmp_path / "gspx.err").read_text()
+    assert f"appended to {failed}" in err and "Traceback" not in err
+
+
+def test_second_signal_exits_at_once_after_saving_the_checkpoint(px_server, tmp_path):
+    px_server.px.latency = 3.0  # in flight far longer than the test waits
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(track(n) + "\n" for n in range(20)))
+    ckpt = tmp_path / "run.ckpt"
+    proc = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
+    proc.stdin.close()
+    assert wait_until(lambda: len(px_server.px.requests) >= 1)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert finish(proc) == 143
+    assert time.monotonic() - started < 1.5
+    assert json.loads(ckpt.read_text())["inputs"]  # saved before leaving
+    assert "aborted at once" in (tmp_path / "gspx.err").read_text()
+
+
+def test_sigterm_with_checkpoint_then_rerun_delivers_every_event_exactly_once(px_server, tmp_path):
+    px_server.px.latency = 0.05
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(track(n) + "\n" for n in range(200)))
+    ckpt = tmp_path / "run.ckpt"
+    proc = spawn(["-c", cfg, "--checkpoint", str(ckpt), "--concurrency", "4", str(events)], tmp_path,
+                 stdout=subprocess.DEVNULL)
+    proc.stdin.close()
+    assert wait_until(lambda: len(px_server.px.events) >= 20)
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc) == 143
+    first = len(px_server.px.events)
+    assert first < 200
+    px_server.px.latency = 0.0
+    again = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
+    again.stdin.close()
+    assert finish(again) == 0
+    sent = sorted(e["attributes"]["n"] for e in px_server.px.events)
+    assert sent == list(range(200))  # nothing twice, nothing missing
+
+
+# -- a file still being written ----------------------------------------------------------------------
+
+
+def test_file_appended_while_read_is_resumed_by_checkpoint_with_every_event_once(px_server, tmp_path):
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = tmp_path / "growing.ndjson"
+    line4 = track(4)
+    events.write_text("".join(track(n) + "\n" for n in range(4)) + line4[:15])  # line 5 half written
+    ckpt, report = tmp_path / "run.ckpt", tmp_path / "report.json"
+    first = spawn(["-c", cfg, "--checkpoint", str(ckpt), "--report", str(report), str(events)], tmp_path,
+                  stdout=subprocess.DEVNULL)
+    first.stdin.close()
+    assert finish(first) == 1
+    err = (tmp_path / "gspx.err").read_text()
+    assert f"{events}:5: incomplete last line" in err
+    assert json.loads(ckpt.read_text())["inputs"][str(events)]["settled_lines"] == 4
+    with open(events, "a") as fh:  # the writer finishes the line and adds another
+        fh.write(line4[15:] + "\n" + track(5) + "\n")
+    second = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
+    second.stdin.close()
+    assert finish(second) == 0
+    assert sorted(e["attributes"]["n"] for e in px_server.px.events) == [0, 1, 2, 3, 4, 5]
+
+
+def test_complete_last_line_without_line_end_is_an_ordinary_line(px_server, tmp_path):
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = tmp_path / "events.ndjson"
+    events.write_text(track(0) + "\n" + track(1))
+    ckpt = tmp_path / "run.ckpt"
+    proc = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
+    proc.stdin.close()
+    assert finish(proc) == 0
+    assert len(px_server.px.events) == 2
+    assert json.loads(ckpt.read_text())["inputs"][str(events)]["settled_lines"] == 2
+
+
+# -- the coordinator with a fake sink -------------------------------------------------------------------
+
+
+class FakeSink:
+    """Takes plans and completes them only when the test says so; nothing is ever sent."""
+
+    def __init__(self, inbox, room=True):
+        self.inbox = inbox
+        self.taken = []
+        self.room = room
+        self.halted = False
+
+    def submit(self, record, plan):
+        self.taken.append((record, plan))
+        return None
+
+    def record(self, record, result):
+        pass
+
+    def has_room(self):
+        return self.room
+
+    def idle(self):
+        pass
+
+    def halt(self):
+        self.halted = True
+        queued, self.taken = self.taken[1:], self.taken[:1]  # the first is "in flight"
+        return queued
+
+    def abandon(self):
+        return self.taken
+
+    def close(self, timeout=0.0):
+        pass
+
+    def complete_all(self):
+        for record, plan in self.taken:
+            self.inbox.put(("done", record, DELIVERED, None, plan.type))
+        self.taken = []
+
+
+def _coordinator(tmp_path, lines, sink_factory, stop=None, checkpoint=None):
+    cfg = write_config(tmp_path, "https://px.example.test/v1")
+    settings = load_settings(cfg, require_api_key=False)
+    events = tmp_path / "in.ndjson"
+    events.write_text("".join(line + "\n" for line in lines))
+    inbox = queue.SimpleQueue()
+    sink = sink_factory(inbox)
+    ledger = Ledger(checkpoint=checkpoint)
+    reporter = Reporter(err=open(os.devnull, "w"), quiet=True, progress=False)
+    coordinator = Coordinator(settings, [str(events)], sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
+                              stop=stop or StopFlag(), max_line_bytes=1 << 20)
+    return coordinator, sink, ledger
+
+
+def test_coordinator_settles_only_from_completions_and_ends_when_all_are_back(tmp_path):
+    lines = [track(n) for n in range(5)] + ['{"type":"page","userId":"u"}', "not json"]
+    coordinator, sink, ledger = _coordinator(tmp_path, lines, FakeSink)
+
+    def complete_later():
+        wait_until(lambda: len(sink.taken) == 5, 5.0)
+        sink.complete_all()
+
+    import threading
+    threading.Thread(target=complete_later, daemon=True).start()
+    coordinator.run()
+    st = ledger.stats
+    assert st.read == 7 and st.outcomes == {"delivered": 5, "skipped": 1, "invalid": 1}
+    assert all(type(plan) is Plan for _, plan in sink.taken) or not sink.taken
+
+
+def test_coordinator_stop_counts_queued_and_unread_work_as_not_sent(tmp_path):
+    stop = StopFlag()
+    lines = [track(n) for n in range(10)]
+    coordinator, sink, ledger = _coordinator(tmp_path, lines, FakeSink, stop=stop)
+
+    import threading
+
+    def stop_when_taken():
+        wait_until(lambda: len(sink.taken) == 10, 5.0)
+        stop.set("SIGTERM")
+        wait_until(lambda: sink.halted, 5.0)
+        record, _ = sink.taken.pop(0)  # the one in flight comes back after the stop
+        coordinator._inbox.put(("done", record, DELIVERED, None, "track"))
+
+    threading.Thread(target=stop_when_taken, daemon=True).start()
+    coordinator.run()
+    st = ledger.stats
+    assert sink.halted
+    assert st.read == 10 and st.outcomes["delivered"] + st.outcomes["interrupted"] == 10
+    assert st.outcomes["interrupted"] == 9 and st.outcomes["delivered"] == 1
+
+
+def test_coordinator_takes_no_more_input_while_the_sink_is_full(tmp_path):
+    stop = StopFlag()
+    lines = [track(n) for n in range(3000)]  # several read batches
+    coordinator, sink, ledger = _coordinator(tmp_path, lines, lambda inbox: FakeSink(inbox, room=False), stop=stop)
+
+    import threading
+
+    def stop_soon():
+        time.sleep(0.5)
+        stop.set("SIGINT")
+
+    threading.Thread(target=stop_soon, daemon=True).start()
+    coordinator.run()
+    assert sink.taken == [] and ledger.stats.read == ledger.stats.outcomes["interrupted"]
+    assert ledger.stats.read < 3000  # the reader was held back: at most a few batches read ahead
