@@ -13,6 +13,7 @@ from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, S
 from gspx_cli.plan import Plan, Skipped
 
 PROGRESS_REFRESH = 4  # per second
+DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to REPORT_REASONS
 REPORT_REASONS = 20
 # why a run stopped early (--report `stopped`) -> the summary's words
@@ -85,6 +86,7 @@ class Reporter:
 
     # -- per event -------------------------------------------------------------------------------
     _dry_write = None  # chosen by the first dry-run line (_dry_writer)
+    _held = None  # dry-run lines not yet written (a file or pipe): written in large blocks
 
     def dry_run(self, record, result, requests=None):
         """One CLI.md dry-run line for one event; requests: a Plan's listing."""
@@ -97,23 +99,37 @@ class Reporter:
         (self._dry_write or self._dry_writer())(jsonio.dumps_bytes(line) + b"\n")
 
     def flush_out(self):
-        """Make the dry-run lines written so far reach the reader of stdout."""
+        """Make the dry-run lines written so far reach the reader of stdout (the reader has nothing more ready)."""
+        if self._held:
+            self._write_held()
         self._out.flush()
 
     def _dry_writer(self):
-        """Bytes straight into stdout's binary buffer when it is block-buffered (a file, a pipe);
-        through the text layer when it is line-buffered (a terminal), so each line shows at once."""
+        """Lines kept and written in DRY_RUN_BLOCK blocks when stdout is a file or a pipe: each write
+        lets the reader thread take the interpreter, so fewer writes are faster. Through the text
+        layer, one at a time, when stdout is a terminal, so each line shows at once."""
         out = self._out
         buffer = getattr(out, "buffer", None)
         if buffer is not None and not getattr(out, "line_buffering", False):
             out.flush()  # anything written through the text layer before stays before
-            write = buffer.write
             self._out = buffer
+            held = self._held = []
+            append = held.append
+
+            def write(data):
+                append(data)
+                if len(held) >= DRY_RUN_BLOCK_LINES:
+                    self._write_held()
         else:
             def write(data):
                 out.write(data.decode("utf-8"))
         self._dry_write = write
         return write
+
+    def _write_held(self):
+        held = self._held
+        self._out.write(b"".join(held))
+        held.clear()
 
     def warning(self, where, message):
         """A warning line, unless --quiet; where (FILE:LINE) may be None when the message names it."""
