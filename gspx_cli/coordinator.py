@@ -121,10 +121,12 @@ class Coordinator:
             if self._stop.is_set():
                 self._wind_down()
         finally:
-            self._sink.close(timeout=0.0 if self._stop.is_set() else 5.0)  # after a stop, in flight was waited for
-            self._ledger.close()
-            if self._ledger.output_error is not None:
-                self._stop.set("output", self._ledger.output_error)
+            try:
+                self._sink.close(timeout=0.0 if self._stop.is_set() else 5.0)  # after a stop, in flight was waited for
+            finally:  # also when stdout went away (BrokenPipeError): the checkpoint is saved
+                self._ledger.close()
+                if self._ledger.output_error is not None:
+                    self._stop.set("output", self._ledger.output_error)
 
     # -- the loop -----------------------------------------------------------------------------------
     def _loop(self):
@@ -184,13 +186,17 @@ class Coordinator:
         """Map each record of a batch and hand plans to the sink; the hot path of a dry run."""
         ledger, reporter, sink = self._ledger, self._reporter, self._sink
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
-        checkpoint = ledger.checkpoint if self._resuming else None
+        checkpoint = ledger.checkpoint
+        resuming = self._resuming
+        if checkpoint is None:  # nothing to open per line: count the batch at once
+            ledger.stats.read += len(batch)
         for record in batch:
-            if checkpoint is not None and checkpoint.already_settled(record):
-                checkpoint.opened(record)  # an earlier run settled it beyond its prefix: not again
-                checkpoint.settled(record)
-                continue
-            read(record)
+            if checkpoint is not None:
+                if resuming and checkpoint.already_settled(record):
+                    checkpoint.opened(record)  # an earlier run settled it beyond its prefix: not again
+                    checkpoint.settled(record)
+                    continue
+                read(record)
             if record.problem is not None:
                 result = Invalid(record.problem)
             else:

@@ -54,7 +54,7 @@ class Executor:
             if resp.ok:
                 if call.known is not None:
                     known[call.known[0]].add(call.known[1])
-                i = call.ok
+                i = i + 1 if call.ok is None else call.ok
             elif call.missing is not None and resp.missing:
                 if type(call.missing) is str:
                     raise PxError(resp.status, call.missing)

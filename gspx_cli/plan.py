@@ -58,15 +58,6 @@ class RequireUser:
 
 
 @dataclass(**_VALUE)
-class Write:
-    """One unconditional write: attach user to account, or post a custom event."""
-
-    method: str
-    path: str
-    body: dict
-
-
-@dataclass(**_VALUE)
 class Plan:
     """The requests one event needs, in order."""
 
@@ -101,18 +92,24 @@ class Invalid:
 class Call:
     """One request a plan may make, and where each kind of answer leads.
 
-    ok / missing / conflict: the index of the next Call (len(calls): the event is done), or for
-    missing a message to fail the event with; None: that answer fails the event with PX's message.
+    ok / missing / conflict: the index of the next Call (len(calls): the event is done; ok None:
+    the next one), or for missing a message to fail the event with; None: that answer fails the
+    event with PX's message.
     """
 
     method: str
     path: str
     body: dict | None
     when: str | None = None  # the case in which it is made (dry-run `when`); None: always
-    ok: int = 0
+    ok: int | None = None
     missing: object = None
     conflict: int | None = None
     known: tuple | None = None  # (kind, id) known to exist once this call succeeds
+
+
+# One unconditional write (attach a user to an account, post a custom event) is a plan step that
+# is already its own Call: mapping builds it once and the executor and the dry run read it as is.
+Write = Call
 
 
 def expand(plan, known):
@@ -124,8 +121,8 @@ def expand(plan, known):
     calls = []
     for step in plan.steps:
         kind = type(step)
-        if kind is Write:
-            calls.append(Call(step.method, step.path, step.body, ok=len(calls) + 1))
+        if kind is Call:
+            calls.append(step)
         elif kind is RequireUser:
             if step.user_id not in known["user"]:
                 calls.append(Call("GET", object_path("user", step.user_id), None,
@@ -178,9 +175,10 @@ def describe(plan, base_url, known=None):
     """The dry-run `requests` list for a Plan (CLI.md "Dry-run output"), from the same Calls a live run walks."""
     out = []
     for call in expand(plan, known or _NOTHING_KNOWN):
-        item = {"method": call.method, "url": base_url + call.path}
-        if call.body is not None:
-            item["json"] = call.body
+        if call.body is None:
+            item = {"method": call.method, "url": base_url + call.path}
+        else:
+            item = {"method": call.method, "url": base_url + call.path, "json": call.body}
         if call.when is not None:
             item["when"] = call.when
         out.append(item)
@@ -194,6 +192,8 @@ def surely_known(plan, known):
     found), so it teaches nothing; an account this event cannot create may not exist.
     """
     learnt = []
+    if len(plan.steps) == 1 and type(plan.steps[0]) is Call:  # a custom event teaches nothing
+        return learnt
     for step in plan.steps:
         kind = type(step)
         if kind is RequireUser:

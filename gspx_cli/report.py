@@ -87,6 +87,7 @@ class Reporter:
     # -- per event -------------------------------------------------------------------------------
     _dry_write = None  # chosen by the first dry-run line (_dry_writer)
     _held = None  # dry-run lines not yet written (a file or pipe): written in large blocks
+    _bin = None  # stdout's binary buffer, once the first dry-run line chose it
 
     def dry_run(self, record, result, requests=None):
         """One CLI.md dry-run line for one event; requests: a Plan's listing."""
@@ -102,6 +103,8 @@ class Reporter:
         """Make the dry-run lines written so far reach the reader of stdout (the reader has nothing more ready)."""
         if self._held:
             self._write_held()
+        if self._bin is not None:
+            self._bin.flush()
         self._out.flush()
 
     def _dry_writer(self):
@@ -112,7 +115,7 @@ class Reporter:
         buffer = getattr(out, "buffer", None)
         if buffer is not None and not getattr(out, "line_buffering", False):
             out.flush()  # anything written through the text layer before stays before
-            self._out = buffer
+            self._bin = buffer  # beside self._out, which keeps the text stream (and so its buffer) alive
             held = self._held = []
             append = held.append
 
@@ -128,7 +131,7 @@ class Reporter:
 
     def _write_held(self):
         held = self._held
-        self._out.write(b"".join(held))
+        self._bin.write(b"".join(held))
         held.clear()
 
     def warning(self, where, message):
