@@ -13,7 +13,7 @@ from gspx_cli.errors import STOP_EXIT_CODES
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper
 from gspx_cli.plan import Invalid, Plan, Skipped
-from gspx_cli.reader import ReadStats, iter_batches
+from gspx_cli.reader import ReadStats, iter_line_batches, parse_batch
 
 READ_AHEAD_BATCHES = 4  # batches read but not yet dispatched: bounds memory, and what a stop leaves unsent
 WAIT_SECONDS = 0.25  # the longest the coordinator sleeps: a signal or a stop is acted on within this
@@ -183,7 +183,8 @@ class Coordinator:
         self._ledger.settle(record, outcome, reason, event_type)
 
     def _dispatch(self, batch):
-        """Map each record of a batch and hand plans to the sink; the hot path of a dry run."""
+        """Parse, map each record of a batch and hand plans to the sink; the hot path of a dry run."""
+        batch = parse_batch(batch)
         ledger, reporter, sink = self._ledger, self._reporter, self._sink
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
         checkpoint = ledger.checkpoint
@@ -263,7 +264,7 @@ class Coordinator:
     def _unsent_pending(self):
         ledger, checkpoint = self._ledger, self._ledger.checkpoint if self._resuming else None
         for batch in self._pending:
-            for record in batch:
+            for record in parse_batch(batch):
                 if checkpoint is not None and checkpoint.already_settled(record):
                     checkpoint.opened(record)
                     checkpoint.settled(record)
@@ -322,7 +323,7 @@ class _Reader:
         error = None
         stopped = self._stopped.is_set
         try:
-            for batch in iter_batches(self._paths, stats=self._stats, stopped=stopped, **self._options):
+            for batch in iter_line_batches(self._paths, stats=self._stats, stopped=stopped, **self._options):
                 while not self.room.acquire(timeout=WAIT_SECONDS):
                     if stopped():
                         break  # handed over anyway: what was read is accounted for
