@@ -317,3 +317,48 @@ def test_a_long_html_error_page_is_cut_to_about_100_characters_without_markup():
     page = "<html><body>" + "<p>Cloudflare error text, ray id 8f3a</p>" * 50 + "</body></html>"
     message = error_message(_Resp(520, "", page))
     assert len(message) <= 100 and "<" not in message and message.endswith("…")
+
+
+# -- what people see ---------------------------------------------------------------------------------
+
+
+def test_the_progress_counts_line_shows_a_hold_and_its_start_time():
+    import io
+
+    from gspx_cli.ledger import Ledger
+    from gspx_cli.reader import ReadStats
+    from gspx_cli.report import Reporter
+
+    reqs, err = RequestStats(), io.StringIO()
+    reporter = Reporter(err=err, out=io.StringIO(), progress=True)
+    reporter.start(Ledger().stats, reqs, ReadStats())
+    try:
+        since = time.mktime((2024, 1, 1, 12, 0, 1, 0, 0, -1))  # local 12:00:01
+        reqs.hold = ("holding", since)
+        reporter._update()
+        assert reporter._progress.counts.endswith("holding: PX unavailable since 12:00:01")
+        reqs.hold = None
+        reporter._update()
+        assert "holding" not in reporter._progress.counts
+    finally:
+        reporter.stop()
+
+
+def test_the_hold_warning_says_why_since_when_how_many_wait_and_when_the_next_try_is():
+    import io
+
+    from gspx_cli.gate import GateNews
+    from gspx_cli.report import Reporter
+
+    err = io.StringIO()
+    reporter = Reporter(err=err, out=io.StringIO(), progress=False)
+    since = time.mktime((2024, 1, 1, 12, 0, 1, 0, 0, -1))
+    reporter.gate_news(GateNews("hold", since, "HTTP 503", failures=3, next_try=time.time() + 8,
+                                max_outage=10800), 412)
+    reporter.gate_news(GateNews("end", since, "HTTP 503", duration=83), 0)
+    first, second = err.getvalue().splitlines()
+    assert first.startswith("warning: Gainsight PX looks unavailable (3 failures in a row, last: HTTP 503) "
+                            "since 12:00:01: holding 412 events")
+    assert "next in 8s" in first or "next in 7s" in first
+    assert "3h00m (delivery.max_outage)" in first
+    assert second == "Gainsight PX answers again, after 1m23s held; resuming at the full rate"
