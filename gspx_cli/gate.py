@@ -170,7 +170,7 @@ class GateState:
 
 
 def _seconds(value):
-    return f"{value:g}s" if value < 120 else f"{value / 60:.0f}min"
+    return f"{value:g}s"
 
 
 class Gate:

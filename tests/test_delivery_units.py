@@ -1,7 +1,6 @@
 """RetryPolicy, RateLimiter, Sender and Executor without a real server or real sleeping."""
 
 import email.utils
-import time
 
 import pytest
 
