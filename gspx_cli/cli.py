@@ -65,6 +65,8 @@ def _config_option(f):
 @click.option("--concurrency", type=int, help="Requests in flight at once (delivery.concurrency).")
 @click.option("--rate-limit", type=float, help="Requests per second at most (delivery.rate_limit).")
 @click.option("--max-retries", type=int, help="Retries of one request (delivery.max_retries).")
+@click.option("--max-outage", type=float, metavar="SECONDS",
+              help="Hold events this long while PX is unavailable, then stop with exit 4 (delivery.max_outage).")
 @click.option("--limit-api-for-group", is_flag=True, default=None, help="The fewer-calls group flow.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")
@@ -77,7 +79,7 @@ def _config_option(f):
               help="One line per request on stderr: method, URL, status, milliseconds, attempt.")
 @click.pass_context
 def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
-         limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
+         max_outage, limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
     """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX.
 
     Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
@@ -87,7 +89,7 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose cannot be used together")
     overrides = {"concurrency": concurrency, "rate_limit": rate_limit, "max_retries": max_retries,
-                 "limit_api_for_group": limit_api_for_group}
+                 "max_outage": max_outage, "limit_api_for_group": limit_api_for_group}
     settings = config.load_settings(config_path, overrides=overrides, require_api_key=not dry_run)
     reporter = report.Reporter(verbose=verbose, quiet=quiet, progress=progress)
     for warning in settings.warnings:
@@ -175,7 +177,16 @@ def init(path, force):
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay added to every answer.")
 @click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of requests answered 503.")
 @click.option("--api-key", help="Accept only this key (others get 401); default: any key.")
-def sandbox(port, latency_ms, fail_rate, api_key):
+@click.option("--outage-after", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Rehearse an outage: from this many seconds after start, answer every request with "
+                   "--outage-status.")
+@click.option("--outage-for", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long the outage lasts [default: until stopped].")
+@click.option("--outage-status", type=click.IntRange(400, 599), default=503, show_default=True,
+              help="The status answered during the outage (e.g. 429).")
+@click.option("--outage-retry-after", metavar="VALUE",
+              help="A Retry-After header sent during the outage (seconds or an HTTP date).")
+def sandbox(port, latency_ms, fail_rate, api_key, outage_after, outage_for, outage_status, outage_retry_after):
     """Run a local stand-in of the Gainsight PX API, for rehearsals."""
     from gspx_cli import sandbox as sb
 
@@ -185,7 +196,9 @@ def sandbox(port, latency_ms, fail_rate, api_key):
     signal.signal(signal.SIGTERM, _interrupt)
     # Ctrl-C, or `kill -INT` even when started with `&` from a script (which would ignore SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    sb.serve(port=port, latency_ms=latency_ms, fail_rate=fail_rate, api_key=api_key, out=sys.stderr)
+    sb.serve(port=port, latency_ms=latency_ms, fail_rate=fail_rate, api_key=api_key, out=sys.stderr,
+             outage_after=outage_after, outage_for=outage_for, outage_status=outage_status,
+             outage_retry_after=outage_retry_after)
 
 
 def main():

@@ -39,7 +39,7 @@ TOP_LEVEL_KEYS = (
     "limit_api_for_group",
     "delivery",
 )
-DELIVERY_KEYS = ("concurrency", "rate_limit", "max_retries", "timeout")
+DELIVERY_KEYS = ("concurrency", "rate_limit", "max_retries", "timeout", "max_outage")
 MAP_ROW_KEYS = ("from", "to")
 
 # Command-line flag behind each override key, for error messages.
@@ -48,6 +48,7 @@ OVERRIDE_FLAGS = {
     "rate_limit": "--rate-limit",
     "max_retries": "--max-retries",
     "timeout": "--timeout",
+    "max_outage": "--max-outage",
     "limit_api_for_group": "--limit-api-for-group",
 }
 
@@ -89,6 +90,7 @@ delivery:
   rate_limit: 100      # requests per second at most, all requests counted
   max_retries: 5       # retries of one request after a retryable failure
   timeout: 10          # seconds per request
+  max_outage: 10800    # seconds to hold events while PX is unavailable (3 h), then stop with exit 4
 """
 
 
@@ -100,6 +102,9 @@ class DeliverySettings:
     rate_limit: float = 100.0  # requests per second, all requests counted
     max_retries: int = 5
     timeout: float = 10.0  # seconds per request
+    # seconds to hold events while PX is unavailable before the run stops (exit 4); 3 h, as long as
+    # RudderStack's own router retries a failing destination (Router.retryTimeWindow 180 min)
+    max_outage: float = 10800.0
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,7 @@ def describe_settings(settings):
         ("delivery.rate_limit", f"{d.rate_limit:g} requests/s"),
         ("delivery.max_retries", str(d.max_retries)),
         ("delivery.timeout", f"{d.timeout:g} s"),
+        ("delivery.max_outage", f"{d.max_outage:g} s"),
     ]
 
 
@@ -492,9 +498,13 @@ def _check_delivery(name, value, file, key):
         if name == "max_retries" and value < 0:
             raise ConfigError(f"expected 0 or more, got {value}", file=file, key=key)
         return value
-    # rate_limit (requests per second) and timeout (seconds): any positive number
+    # rate_limit (requests per second) and timeout (seconds): any positive number; max_outage: 0 or more
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"expected a number, got {_got(value)}", file=file, key=key)
+    if name == "max_outage":
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"expected a number of seconds, 0 or more, got {value}", file=file, key=key)
+        return float(value)
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"expected a number greater than 0, got {value}", file=file, key=key)
     return float(value)

@@ -1,5 +1,7 @@
 """Gainsight PX REST client: one requests.Session, one attempt per call, no retries (sender.py decides those)."""
 
+import html
+import re
 from dataclasses import dataclass
 
 import requests
@@ -65,8 +67,15 @@ class PxClient:
         self.session.close()
 
 
+ERROR_EXCERPT_CHARS = 100  # CLI.md: a non-JSON error body shows at most a short plain-text excerpt
+
+_SCRIPT_OR_STYLE = re.compile(r"<(script|style)\b.*?</\1\s*>", re.I | re.S)
+_TAG_OR_COMMENT = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+
+
 def error_message(resp):
-    """PX's own error text when the body has one, else a short description of the answer."""
+    """PX's own error text when the body has one, else the reason phrase and a short plain-text excerpt
+    (a proxy's HTML error page shows as "Bad Gateway: 502 Bad Gateway nginx", never as markup)."""
     text = resp.text[:2000]
     try:
         payload = jsonio.loads(text)
@@ -80,5 +89,15 @@ def error_message(resp):
             if isinstance(payload.get(key), str) and payload[key]:
                 return payload[key]
     reason = resp.reason or ""
-    snippet = " ".join(text.split())[:200]
-    return f"{reason} {snippet}".strip() or f"HTTP {resp.status_code}"
+    excerpt = plain_excerpt(resp.text[:20000])  # more than JSON needs: a page's <style> can be long
+    if excerpt and reason:
+        return f"{reason}: {excerpt}"
+    return reason or excerpt or f"HTTP {resp.status_code}"
+
+
+def plain_excerpt(text, limit=ERROR_EXCERPT_CHARS):
+    """Text with markup, scripts and entities gone and whitespace collapsed, cut to `limit` characters."""
+    text = _TAG_OR_COMMENT.sub(" ", _SCRIPT_OR_STYLE.sub(" ", text))
+    text = " ".join(html.unescape(text).split())
+    text = "".join(ch for ch in text if ch.isprintable())
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"

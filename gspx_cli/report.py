@@ -152,6 +152,24 @@ class Reporter:
         """An error line; shown even with --quiet."""
         self._print(f"error: {message}", "red")
 
+    def gate_news(self, news, waiting):
+        """A hold or Retry-After wait began or ended (gate.GateNews, times as epoch seconds): one line each,
+        from a worker thread; `waiting` events are queued or in flight."""
+        if news.kind == "end":
+            self.note(f"Gainsight PX answers again, after {_duration(news.duration)} held; "
+                      "resuming at the full rate")
+            return
+        since = _clock_time(news.since)
+        next_in = max(0.0, news.next_try - time.time()) if news.next_try is not None else 0.0
+        if news.kind == "wait":
+            why = f"Gainsight PX asked everyone to wait ({news.reason})"
+            how = f"no request starts before {_clock_time(news.next_try)} (in {_duration(next_in)})"
+        else:
+            why = f"Gainsight PX looks unavailable ({news.failures} failures in a row, last: {news.reason})"
+            how = f"one probe at a time, the next in {_duration(next_in)}"
+        self.warning(None, f"{why} since {since}: holding {waiting:,} events; {how}; "
+                           f"stopping (exit 4) if this lasts past {_duration(news.max_outage)} (delivery.max_outage)")
+
     def request(self, method, url, status, ms, attempt):
         """--verbose: one line per request. The key travels in a header, never in the URL, so it never shows."""
         self._print(f"{method} {url} {status} {ms:.0f}ms attempt {attempt}", "dim")
@@ -199,6 +217,10 @@ class Reporter:
             counts = (f"read {stats.read:,}  delivered {out[DELIVERED]:,}  skipped {out[SKIPPED]:,}  "
                       f"failed {out[FAILED] + out[INVALID]:,}  requests {reqs.total:,}  retries {reqs.retries:,}  "
                       f"{done / elapsed:,.0f} ev/s")
+        if reqs.hold is not None:  # read once: a worker may clear it meanwhile
+            state, since = reqs.hold
+            counts += (f"  holding: PX unavailable since {_clock_time(since)}" if state == "holding"
+                       else f"  waiting: PX asked to wait (Retry-After) since {_clock_time(since)}")
         self._progress.counts = counts
         verb = "dry run" if self.dry else "sending"
         where = f"{verb} {read.current}" if read.current and read.current != "-" else verb
@@ -254,6 +276,12 @@ class Reporter:
             kinds = ", ".join(f"{k} {n:,}" for k, n in sorted(reqs.by_kind.items())) or "none"
             fact("requests", f"{reqs.total:,} ({kinds})")
             fact("retries", f"{reqs.retries:,}")
+            if reqs.holds:
+                fact("held", f"{_duration(reqs.held_seconds)} in {reqs.holds:,} "
+                             f"{'hold' if reqs.holds == 1 else 'holds'} (PX unavailable, or Retry-After)")
+            if reqs.possible_duplicates:
+                fact("duplicates?", f"{reqs.possible_duplicates:,} custom events were re-sent after an answer "
+                                    "that never came: PX may hold them twice (see README, Delivery guarantees)")
         rate = stats.read / elapsed if elapsed > 0 else 0.0
         fact("elapsed", f"{elapsed:.1f}s")
         throughput = f"{rate:,.0f} events/s"
@@ -294,6 +322,23 @@ class Reporter:
         width = max((len(name) for name, _ in rows), default=0) + 2
         for name, value in rows:
             self._print(f"{name:<{width}}{value}")
+
+
+def _clock_time(epoch):
+    """12:00:01, local time."""
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+def _duration(seconds):
+    """3s, 2m05s, 3h00m: short, for one line."""
+    if seconds == float("inf"):
+        return "forever"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _unsent_advice(stats, failed_output, checkpoint):
@@ -343,6 +388,9 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         "requests": {"total": reqs.total, "retries": reqs.retries, "by_kind": dict(sorted(reqs.by_kind.items())),
                      "by_status": {str(k): v for k, v in sorted(reqs.by_status.items(), key=lambda kv: str(kv[0]))},
                      "by_event_type": dict(sorted(reqs.by_event_type.items()))},
+        "possible_duplicates": reqs.possible_duplicates,
+        "holds": reqs.holds,
+        "held_seconds": round(reqs.held_seconds, 3),
         "warnings": stats.warnings,
         "elapsed_seconds": round(elapsed, 3),
         "events_per_second": round(stats.read / elapsed, 1) if elapsed > 0 else None,

@@ -103,8 +103,8 @@ def _json_reply(status, obj, headers=None):
 class FakePX:
     """In-memory Gainsight PX: users, accounts, custom events, a request log and fault knobs.
 
-    Order in handle(): drop_first, fail_first, fail_next, fail_rate (all before auth and state,
-    like a proxy in front of PX), then forbid, then the API key, then the endpoint.
+    Order in handle(): an outage window, drop_first, fail_first, fail_next, fail_rate (all before auth
+    and state, like a proxy in front of PX), then forbid, then the API key, then the endpoint.
     """
 
     def __init__(self, api_key=None, latency=0.0, fail_first=0, fail_status=503, retry_after=None,
@@ -127,6 +127,7 @@ class FakePX:
         self._fail_next_status = None
         self.seed = seed
         self._rng = random.Random(seed)
+        self._outage = None  # (start, end or None, status, retry_after) on time.monotonic()
 
     # -- knobs -----------------------------------------------------------------------------------
 
@@ -135,6 +136,26 @@ class FakePX:
         with self.lock:
             self._fail_next = n
             self._fail_next_status = status
+
+    def outage(self, seconds=None, status=503, retry_after=None, after=0.0):
+        """From `after` seconds from now, answer every request with `status` (and Retry-After, if given)
+        for `seconds` (None: until end_outage()), as PX or a proxy in front of it does when down."""
+        start = time.monotonic() + after
+        with self.lock:
+            self._outage = (start, None if seconds is None else start + seconds, status, retry_after)
+
+    def end_outage(self):
+        """Answer normally again."""
+        with self.lock:
+            self._outage = None
+
+    def in_outage(self, now=None):
+        """True while the outage window is open."""
+        window = self._outage
+        if window is None:
+            return False
+        now = time.monotonic() if now is None else now
+        return window[0] <= now and (window[1] is None or now < window[1])
 
     def reset_faults(self):
         """Turn every fault off (latency, failures, drops, forbid) and forget attempt counts."""
@@ -148,6 +169,7 @@ class FakePX:
             self.forbid = False
             self._fail_next = 0
             self._fail_next_status = None
+            self._outage = None
             self._attempts.clear()
 
     # -- the state machine -----------------------------------------------------------------------
@@ -171,7 +193,11 @@ class FakePX:
             key = (method, path, body_bytes)
             self._attempts[key] += 1
             attempt = self._attempts[key]
-            reply = self._decide(method, kind, obj_id, hdrs, parsed, bad_json, attempt)
+            if self.in_outage(t):
+                _, _, status, retry_after = self._outage
+                reply = self._failure(status, retry_after)
+            else:
+                reply = self._decide(method, kind, obj_id, hdrs, parsed, bad_json, attempt)
             status = 0 if reply is DROP else reply.status
             self.requests.append(RecordedRequest(method, path, obj_id, parsed, status, t, attempt, hdrs))
         if latency and latency > 0:
@@ -204,8 +230,9 @@ class FakePX:
             return _error(400, "Request body must be a JSON object")
         return getattr(self, handler)(obj_id, body)
 
-    def _failure(self, status):
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+    def _failure(self, status, retry_after=None):
+        retry_after = self.retry_after if retry_after is None else retry_after
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         return _error(status, "Service temporarily unavailable" if status != 429 else "Too many requests",
                       headers)
 
@@ -425,18 +452,30 @@ def add_to_responses(rsps, px, base_url):
 # -- `gspx sandbox` ------------------------------------------------------------------------------
 
 
-def serve(port=0, latency_ms=0, fail_rate=0.0, api_key=None, out=None, stop_event=None):
-    """Run the sandbox until Ctrl-C (or stop_event), telling `out` how to use it; then the summary."""
+def serve(port=0, latency_ms=0, fail_rate=0.0, api_key=None, out=None, stop_event=None, outage_after=None,
+          outage_for=None, outage_status=503, outage_retry_after=None):
+    """Run the sandbox until Ctrl-C (or stop_event), telling `out` how to use it; then the summary.
+
+    outage_after / outage_for (seconds) open an outage window: every request is answered
+    outage_status (with Retry-After: outage_retry_after, if given); outage_for None means to the end.
+    """
     import sys
 
     out = out if out is not None else sys.stderr
     px = FakePX(api_key=api_key, latency=(latency_ms or 0) / 1000.0, fail_rate=fail_rate or 0.0)
+    if outage_after is not None or outage_for is not None:
+        px.outage(outage_for, status=outage_status, retry_after=outage_retry_after, after=outage_after or 0.0)
     with SandboxServer(px, port=port) as server:
         key_note = "only the key given with --api-key" if api_key else "any non-empty API key"
         print(f"Gainsight PX sandbox listening on {server.base_url}", file=out)
         print(f"  use it with `base_url: {server.base_url}` in the config; it accepts {key_note}.", file=out)
         if latency_ms or fail_rate:
             print(f"  latency {latency_ms} ms, random 503 rate {fail_rate}", file=out)
+        if px._outage is not None:
+            length = f"for {outage_for:g} s" if outage_for is not None else "until stopped"
+            ra = f" with Retry-After: {outage_retry_after}" if outage_retry_after is not None else ""
+            print(f"  outage: every request answered {outage_status}{ra} from {outage_after or 0:g} s "
+                  f"after start, {length}", file=out)
         print("  state lives in memory only; press Ctrl-C to stop.", file=out)
         out.flush()
         try:

@@ -1,10 +1,13 @@
 """One logical request to PX: the shared rate limiter, the retry rule and the attempt loop (STYLE habit 7)."""
 
+import email.utils
 import random
+import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timezone
 
 # requests and urllib3 (and px, built on them) are imported where a real send first needs them:
 # a dry run never does, and importing them is ~0.2 s of its start-up (issue 5).
@@ -16,7 +19,10 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})  # issue 3; other 4xx 
 AUTH_STATUSES = frozenset({401, 403})  # MAPPING.md: the key is refused, the run stops
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubled each time
 BACKOFF_CAP = 30.0
-RETRY_AFTER_CAP = 60.0  # a server asking for longer is not obeyed beyond this
+# Kinds whose repeat creates a second object in PX: a retried custom event whose first answer was lost
+# may be in PX twice (PX's API has no idempotency key). A repeated create of a user or account meets
+# 409 and becomes an update; PUTs are idempotent; GETs change nothing.
+DUPLICATING_KINDS = frozenset({"POST /events/custom"})
 
 
 class Interrupted(Exception):
@@ -32,16 +38,24 @@ class Halt:
         self.is_set = self._event.is_set
         self.wait = self._event.wait  # True when set meanwhile
         self.hard = False
+        self._listeners = []
+
+    def on_set(self, callback):
+        """Call callback() on every set(): waits that are not on this Halt's own event wake too."""
+        self._listeners.append(callback)
 
     def set(self, hard=False):
         """Stop starting work; hard also stops attempts of events already in flight."""
         self.hard = self.hard or hard
         self._event.set()
+        for callback in self._listeners:
+            callback()
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do after a failed attempt: "retry" after delay, "fail" the event, or "stop" the run."""
+    """What to do after a failed attempt: "retry" after delay, "hold" (the gate paces it, no retry
+    used up), "fail" the event, or "stop" the run."""
 
     action: str
     delay: float = 0.0
@@ -50,42 +64,46 @@ class Decision:
 class RetryPolicy:
     """The whole retry rule in one place; reads no clock, so it is tested without sleeping."""
 
-    _parser = None  # urllib3's Retry(0) already parses Retry-After (seconds or HTTP date); made on first use
-
     def __init__(self, max_retries, *, rand=random.random, base=BACKOFF_BASE, cap=BACKOFF_CAP):
         self.max_retries = max_retries
         self._rand = rand
         self._base = base
         self._cap = cap
 
-    def decide(self, retries_done, status=None, retry_after=None):
-        """status None means a timeout or connection error."""
+    def decide(self, retries_done, status=None, *, held=False):
+        """status None means a timeout or connection error; held: the shared gate is closed (PX is
+        down, or asked everyone to wait), so the failure is PX's and costs the request nothing."""
         if status in AUTH_STATUSES:
             return Decision("stop")
         if status is not None and status not in RETRYABLE_STATUSES:
             return Decision("fail")
+        if held:
+            return Decision("hold")
         if retries_done >= self.max_retries:
             return Decision("fail")
         backoff = min(self._cap, self._base * 2**retries_done)
         delay = backoff / 2 + self._rand() * backoff / 2  # "equal jitter": spread, yet never near zero
-        wait = self.retry_after_seconds(retry_after)
-        if wait is not None:
-            delay = max(delay, wait)
         return Decision("retry", delay)
 
-    def retry_after_seconds(self, value):
-        """Seconds a Retry-After header asks for (seconds or HTTP date), capped; None if absent or unreadable."""
-        if not value:
-            return None
-        from urllib3.exceptions import InvalidHeader
-        from urllib3.util.retry import Retry
 
-        if RetryPolicy._parser is None:
-            RetryPolicy._parser = Retry(0)
-        try:
-            return min(RETRY_AFTER_CAP, max(0.0, self._parser.parse_retry_after(value)))
-        except InvalidHeader:
-            return None
+_DELAY_SECONDS = re.compile(r"\d+(\.\d+)?")  # RFC 9110: 1*DIGIT; a fraction is tolerated
+
+
+def retry_after_seconds(value, now):
+    """Seconds a Retry-After header asks for, from `now` (epoch seconds, for an HTTP date); 0 for a
+    date in the past; None when absent or unreadable. No cap: only delivery.max_outage bounds it."""
+    if not value:
+        return None
+    value = value.strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zone-less one is read as such
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 class RateLimiter:
@@ -116,6 +134,10 @@ class RequestStats:
     by_status: Counter = field(default_factory=Counter)
     by_event_type: Counter = field(default_factory=Counter)  # "track" -> requests made for track events
     retries: int = 0
+    possible_duplicates: int = 0  # custom events re-sent after an attempt whose answer never came
+    holds: int = 0  # times the gate closed (PX down, or a Retry-After); written by the gate
+    held_seconds: float = 0.0
+    hold: tuple | None = None  # ("holding" | "waiting", since as epoch seconds) while closed
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -135,46 +157,80 @@ class RequestStats:
 
 
 class Sender:
-    """Makes one logical request: waits for the rate limiter, retries per the policy, stops on a refused key."""
+    """Makes one logical request: passes the gate and the rate limiter, retries per the policy, stops on a
+    refused key."""
 
-    def __init__(self, client, policy, limiter, halt, stats, on_request=None):
+    def __init__(self, client, policy, limiter, halt, stats, on_request=None, *, gate=None, wall=time.time):
+        from gspx_cli.gate import Gate
+
         self._client = client
         self._policy = policy
         self._limiter = limiter
         self._halt = halt
         self._stats = stats
         self._on_request = on_request
+        self._gate = gate if gate is not None else Gate(halt, float("inf"), stats=stats)
+        self._wall = wall  # for Retry-After dates
+        self._ids = iter(range(1, 1 << 62))  # one id per logical request, for the gate's "different requests"
 
     def call(self, method, path, body=None, event_type=None):
         """The final PxResponse (2xx or a non-retryable answer); raises PxError when retries run out.
 
-        Every attempt passes the shared rate limiter and is counted: the retry loop is ours, not urllib3's.
-        After a SIGINT/SIGTERM the event in flight still finishes, but no retry wait is sat out;
-        after a refused key nothing more is sent.
+        Every attempt passes the shared gate and rate limiter and is counted: the retry loop is ours,
+        not urllib3's. While the gate holds (PX down, or a Retry-After), a failure uses up no retry.
+        After a SIGINT/SIGTERM the event in flight still finishes, but no wait is sat out; after a
+        refused key nothing more is sent. Raises OutageError when PX stays down past max_outage.
         """
         import requests
 
+        from gspx_cli.gate import ANSWERED, FAILED, LOST
+
+        gate, halt = self._gate, self._halt
         kind = f"{method} {_path_kind(path)}"
-        retries = 0
+        request = next(self._ids)
+        retries = attempts = 0
+        unconfirmed = False  # the previous attempt may have been applied although no answer came
         while True:
-            if self._halt.hard:
+            if halt.hard:
                 raise Interrupted()
-            self._limiter.acquire()
-            if self._halt.hard:  # the key was refused while this one waited its turn
-                raise Interrupted()
+            ticket = gate.enter()
+            try:
+                self._limiter.acquire()
+                if halt.hard:  # the key was refused while this one waited its turn
+                    raise Interrupted()
+            except BaseException:
+                gate.release(ticket)
+                raise
+            if gate.stale(ticket):  # a hold or Retry-After began while it waited for its slot
+                continue
+            if unconfirmed and kind in DUPLICATING_KINDS:
+                with self._stats.lock:
+                    self._stats.possible_duplicates += 1
             started = time.perf_counter()
             try:
                 resp = self._client.request(method, path, body)
-                status, error = resp.status, None
+                status, error, unconfirmed = resp.status, None, False
             except requests.RequestException as exc:
                 resp, status, error = None, None, _describe_exception(exc, self._client.timeout)
-            self._stats.count(kind, status or "error", retries > 0, event_type)
+                unconfirmed = _answer_lost(exc)
+            except BaseException:
+                gate.release(ticket)
+                raise
+            self._stats.count(kind, status or "error", attempts > 0, event_type)
+            attempts += 1
             if self._on_request:
                 ms = (time.perf_counter() - started) * 1000
-                self._on_request(method, self._client.base_url + path, status or error, ms, retries + 1)
-            if resp is not None and resp.ok:
-                return resp
-            decision = self._policy.decide(retries, status, resp.retry_after if resp else None)
+                self._on_request(method, self._client.base_url + path, status or error, ms, attempts)
+            if resp is not None and (resp.ok or status not in RETRYABLE_STATUSES):
+                gate.report(ticket, request, ANSWERED)  # PX answered: it is up, whatever this request's fate
+                if resp.ok:
+                    return resp
+                held = False
+            else:
+                wait = retry_after_seconds(resp.retry_after, self._wall()) if resp is not None else None
+                held = gate.report(ticket, request, FAILED if resp is not None else LOST,
+                                   reason=f"HTTP {status}" if resp is not None else error, retry_after=wait)
+            decision = self._policy.decide(retries, status, held=held)
             if decision.action == "stop":
                 raise AuthRejectedError(status, self._client.base_url, resp.message)
             if decision.action == "fail":
@@ -182,9 +238,28 @@ class Sender:
                     return resp
                 detail = f"HTTP {status}: {resp.message}" if resp is not None else error
                 raise PxError(status, f"{method} {path}: {detail} (gave up after {retries} retries)")
-            if self._halt.is_set() or self._halt.wait(decision.delay):
+            if halt.is_set():  # stopping: no wait is sat out, at the gate or here
                 raise Interrupted()
-            retries += 1
+            if decision.action == "retry":
+                if halt.wait(decision.delay):
+                    raise Interrupted()
+                retries += 1
+
+
+def _answer_lost(exc):
+    """True when the request may have reached PX but no answer came back (it may have been applied)."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.Timeout):
+        return True  # a read timeout: sent, unanswered
+    if isinstance(exc, requests.ConnectionError):
+        # a connection never made (refused, no route, DNS) sent nothing; one dropped later may have
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return not isinstance(reason, ConnectTimeoutError)  # NewConnectionError is one too
+    return False
 
 
 def _path_kind(path):

@@ -58,6 +58,7 @@ class HttpSink:
     """Workers fed from per-user queues, so one user's events go in input order and users run in parallel."""
 
     def __init__(self, settings, reporter, inbox, req_stats, session=None):
+        from gspx_cli import gate
         from gspx_cli.px import PxClient
         from gspx_cli.sender import BACKOFF_BASE, Halt, RateLimiter, RetryPolicy, Sender
 
@@ -66,8 +67,13 @@ class HttpSink:
                                 pool_size=d.concurrency, session=session)
         self._halt = Halt()
         policy = RetryPolicy(d.max_retries, base=BACKOFF_BASE)  # read now, so tests can shorten it
+        # the schedule is read now too, so tests can shorten it
+        self._gate = gate.Gate(self._halt, d.max_outage, stats=req_stats,
+                               on_news=lambda news: reporter.gate_news(news, self.waiting()),
+                               hold_after=gate.HOLD_AFTER_FAILURES, min_requests=gate.HOLD_MIN_REQUESTS,
+                               probe_first=gate.PROBE_FIRST, probe_cap=gate.PROBE_CAP)
         sender = Sender(self._client, policy, RateLimiter(d.rate_limit), self._halt, req_stats,
-                        on_request=reporter.request if reporter.verbose else None)
+                        on_request=reporter.request if reporter.verbose else None, gate=self._gate)
         self._executor = Executor(sender)
         self._inbox = inbox
         self._queues = _UserQueues()
@@ -92,6 +98,10 @@ class HttpSink:
         """False while the queues hold enough: the coordinator then takes no more input."""
         return self._queues.size < self._limit
 
+    def waiting(self):
+        """Events queued or in flight: what a hold keeps waiting."""
+        return self._queues.size + len(self._current)
+
     def idle(self):
         pass
 
@@ -111,6 +121,7 @@ class HttpSink:
         self._queues.close()
         for t in self._threads:
             t.join(timeout)
+        self._gate.close()  # a hold still going counts into the time held
         self._client.close()
 
     def _work(self):

@@ -206,6 +206,9 @@ BAD_VALUES = [
     ("delivery:\n  max_retries: 1.0\n", "delivery.max_retries", "expected a whole number"),
     ("delivery:\n  timeout: 0\n", "delivery.timeout", "greater than 0"),
     ("delivery:\n  timeout: 1s\n", "delivery.timeout", "expected a number"),
+    ("delivery:\n  max_outage: -1\n", "delivery.max_outage", "0 or more"),
+    ("delivery:\n  max_outage: .inf\n", "delivery.max_outage", "0 or more"),  # no hold lasts forever
+    ("delivery:\n  max_outage: 3h\n", "delivery.max_outage", "expected a number"),
     ("data_center: APAC\n", "data_center", "expected one of US, EU, US2"),
     ("data_center: 1\n", "data_center", "expected one of US, EU, US2"),
     ("limit_api_for_group: 'yes'\n", "limit_api_for_group", "expected true or false"),
@@ -620,6 +623,7 @@ def test_one_override_keeps_the_rest_of_the_file(tmp_path):
         ({"rate_limit": -2.0}, "--rate-limit"),
         ({"max_retries": -1}, "--max-retries"),
         ({"timeout": 0}, "--timeout"),
+        ({"max_outage": -5.0}, "--max-outage"),
         ({"limit_api_for_group": "yes"}, "--limit-api-for-group"),
     ],
 )
@@ -627,6 +631,16 @@ def test_overrides_validated_with_the_same_ranges(tmp_path, overrides, key):
     err = config_error(write(tmp_path, MINIMAL), overrides=overrides)
     assert err.key == key
     assert err.exit_code == ExitCode.CONFIG
+
+
+@pytest.mark.parametrize("text, overrides, expected", [
+    (MINIMAL, {}, 10800.0),  # 3 h, as long as RudderStack's router retries a destination
+    (MINIMAL + "delivery:\n  max_outage: 0\n", {}, 0.0),  # stop at the first sign of an outage
+    (MINIMAL + "delivery:\n  max_outage: 600\n", {}, 600.0),
+    (MINIMAL + "delivery:\n  max_outage: 600\n", {"max_outage": 10.0}, 10.0),  # --max-outage wins
+])
+def test_max_outage_defaults_to_three_hours_and_the_flag_wins(tmp_path, text, overrides, expected):
+    assert load(write(tmp_path, text), overrides=overrides).delivery.max_outage == expected
 
 
 def test_unknown_override_is_a_programming_error(tmp_path):

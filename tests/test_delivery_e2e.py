@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import pytest
 
 from e2e import gspx, write_config, write_events
-from gspx_cli import sender
+from gspx_cli import gate, sender
 
 FAST_BACKOFF = 0.01  # seconds; the real 0.5 s base would make retry-heavy tests take minutes
 
@@ -25,6 +25,9 @@ def setup(px_server, tmp_path):
 @pytest.fixture
 def fast_backoff(monkeypatch):
     monkeypatch.setattr(sender, "BACKOFF_BASE", FAST_BACKOFF)
+    # every request failing at first looks like an outage: its probes must be quick too
+    monkeypatch.setattr(gate, "PROBE_FIRST", FAST_BACKOFF)
+    monkeypatch.setattr(gate, "PROBE_CAP", 4 * FAST_BACKOFF)
 
 
 def mixed_events(users=30, accounts=10, tracks_per_user=7, seed=7):

@@ -1,12 +1,12 @@
 """RetryPolicy, RateLimiter, Sender and Executor without a real server or real sleeping."""
 
 import email.utils
-import time
 
 import pytest
 
 from gspx_cli.executor import Executor
-from gspx_cli.sender import Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender
+from gspx_cli.sender import (Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
+                             retry_after_seconds)
 from gspx_cli.errors import AuthRejectedError, PxError
 from gspx_cli.plan import Plan, RequireUser, Upsert, Write
 from gspx_cli.px import PxClient
@@ -41,20 +41,38 @@ def test_backoff_doubles_and_is_capped_with_jitter_inside_the_band():
     assert [round(high.decide(n, 503).delay, 2) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
 
 
-def test_retry_after_seconds_is_honoured_when_longer_than_backoff():
-    assert RetryPolicy(5, rand=lambda: 0.0).decide(0, 429, "7").delay == 7.0
+def test_a_failure_while_the_gate_holds_is_retried_without_using_up_retries():
+    policy = RetryPolicy(2, rand=lambda: 0.0)
+    assert policy.decide(2, 503, held=True) == Decision("hold")  # out of retries, yet PX is down: hold
+    assert policy.decide(0, None, held=True) == Decision("hold")
+    assert policy.decide(0, 400, held=True) == Decision("fail")  # about this request, whatever PX's state
+    assert policy.decide(0, 401, held=True).action == "stop"
 
 
-def test_retry_after_http_date_is_understood():
-    when = email.utils.formatdate(time.time() + 20, usegmt=True)
-    delay = RetryPolicy(5, rand=lambda: 0.0).decide(0, 503, when).delay
-    assert 15 <= delay <= 21
+NOW = 1_700_000_000.0  # an injected "now" (epoch seconds) for Retry-After dates
 
 
-def test_retry_after_is_capped_and_garbage_ignored():
-    policy = RetryPolicy(5, rand=lambda: 0.0)
-    assert policy.decide(0, 429, "86400").delay == 60.0
-    assert policy.decide(0, 429, "soon").delay == 0.25
+@pytest.mark.parametrize("value, seconds", [
+    ("7", 7.0),
+    ("120", 120.0),
+    ("86400", 86400.0),  # no cap: only delivery.max_outage bounds a wait
+    (" 3 ", 3.0),
+    ("1.5", 1.5),  # not RFC, but unambiguous
+    ("0", 0.0),
+    (email.utils.formatdate(NOW + 20, usegmt=True), 20.0),  # an HTTP date
+    (email.utils.formatdate(NOW + 3600, usegmt=True), 3600.0),
+    (email.utils.formatdate(NOW - 30, usegmt=True), 0.0),  # in the past: nothing to wait for
+    (email.utils.formatdate(NOW + 20, usegmt=True).replace(" GMT", ""), 20.0),  # no zone: read as GMT
+    (email.utils.formatdate(NOW + 20, localtime=False).replace("-0000", "+0100"), 0.0),  # 1 h ahead of GMT
+    ("soon", None),
+    ("-5", None),
+    ("", None),
+    (None, None),
+    ("Wed, 99 Foo 2015 07:28:00 GMT", None),
+])
+def test_retry_after_seconds_reads_seconds_and_http_dates_from_an_injected_now(value, seconds):
+    got = retry_after_seconds(value, NOW)
+    assert got == (pytest.approx(seconds) if seconds is not None else None)
 
 
 class FakeClock:

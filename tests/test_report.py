@@ -19,7 +19,7 @@ REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "re
                "failed", "invalid", "not_sent", "by_type", "skip_reasons", "failure_reasons", "requests",
                "warnings", "elapsed_seconds", "events_per_second", "failed_output", "failed_output_lines",
                "failed_output_not_copied",
-               "checkpoint"}
+               "checkpoint", "possible_duplicates", "holds", "held_seconds"}
 COUNT_KEYS = {"read", "delivered", "skipped", "failed", "invalid", "not_sent"}
 
 

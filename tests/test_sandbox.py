@@ -226,3 +226,34 @@ def test_responses_adapter_drives_the_same_state_machine(fake_px):
     assert r.status_code == 409 and "already exists" in r.json()["externalapierror"]["message"]
     assert requests.get(f"{base}/users/x", timeout=T).status_code == 401
     assert [q.id for q in px.requests][:2] == ["a/b c", "a/b c"]
+
+
+def test_an_outage_window_answers_every_request_with_its_status_then_ends(px_server, http):
+    px, url = px_server.px, px_server.base_url
+    px.outage(0.3, status=429, retry_after="120", after=0.1)
+    assert http.get(f"{url}/users/u1", timeout=T).status_code == 404  # not yet
+    time.sleep(0.15)
+    r = http.post(f"{url}/users", json={"identifyId": "u1"}, timeout=T)
+    assert r.status_code == 429 and r.headers["Retry-After"] == "120" and px.users == {}  # nothing applied
+    assert http.get(f"{url}/nowhere", headers={"X-APTRINSIC-API-KEY": ""}, timeout=T).status_code == 429
+    time.sleep(0.3)
+    assert http.post(f"{url}/users", json={"identifyId": "u1"}, timeout=T).status_code == 201
+    px.outage()  # no length: until end_outage()
+    assert http.get(f"{url}/users/u1", timeout=T).status_code == 503
+    px.end_outage()
+    assert http.get(f"{url}/users/u1", timeout=T).status_code == 200
+
+
+def test_serve_with_an_outage_says_so_and_answers_503_meanwhile():
+    out, stop = io.StringIO(), threading.Event()
+    th = threading.Thread(target=serve, kwargs=dict(port=0, out=out, stop_event=stop, outage_after=0,
+                                                    outage_for=30), daemon=True)
+    th.start()
+    deadline = time.monotonic() + 5
+    while "Ctrl-C" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    base = out.getvalue().split("listening on ", 1)[1].split()[0]
+    assert requests.get(f"{base}/users/u1", headers=KEY, timeout=T).status_code == 503
+    stop.set()
+    th.join(5)
+    assert "outage: every request answered 503 from 0 s after start, for 30 s" in out.getvalue()
