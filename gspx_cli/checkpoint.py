@@ -37,6 +37,7 @@ class Checkpoint:
         # key -> prefix; key -> {line: None (whole) | {index}}; key -> identity at the last save
         self.done, self._prior, self._identity, self.version = _load_state(path)
         self._seen = {}  # source key -> (stat signature, identity): an input that did not change is not hashed again
+        self._current = set()  # keys of this run's inputs: their identity is taken anew at each save
         self._pending = {}  # source key -> {line: outstanding records}
         self._order = {}  # source key -> deque of lines not yet in the prefix, in read order
         self._last = {}  # source key -> last line registered
@@ -119,7 +120,8 @@ class Checkpoint:
             parts = {str(line): sorted(p) for line, p in sorted(after.items()) if p}
             if parts:
                 entry["settled_parts"] = parts
-            identity = self._identity_now(key, paths.get(key)) if key in self._last else self._identity.get(key)
+            current = key in self._last or key in self._current
+            identity = self._identity_now(key, paths.get(key)) if current else self._identity.get(key)
             if identity is not None:
                 entry["identity"] = identity
             inputs[key] = entry
@@ -146,7 +148,8 @@ class Checkpoint:
         notes for people about the inputs whose identity cannot be checked."""
         notes = []
         for path in dict.fromkeys(paths or ["-"]):
-            key = source_key(path)
+            key = self._key(path)
+            self._current.add(key)  # checked (or accepted with a note): what it is now is what is saved
             lines = self.done.get(key, 0)
             if not lines and not self._prior.get(key):
                 continue  # nothing of it is skipped: whatever the file is now, all of it is read

@@ -325,7 +325,9 @@ def test_a_version_1_checkpoint_without_identity_is_resumed_with_a_note(setup):
     assert run.exit_code == 0, run.stderr
     assert f"does not record what {events} was" in run.stderr and "resuming after line 4" in run.stderr
     assert numbers(px) == Counter([4, 5])
-    assert json.loads(ckpt.read_text())["version"] == 2  # rewritten in the current format
+    saved = json.loads(ckpt.read_text())
+    assert saved["version"] == 2  # rewritten in the current format, identity included
+    assert saved["inputs"][source_key(events)]["identity"] == checkpoint_mod.file_identity(events)
 
 
 def test_a_checkpoint_from_a_newer_gspx_is_refused(setup):
