@@ -1,6 +1,11 @@
-"""The checkpoint: per input, the settled prefix of lines and the few settled beyond it (STYLE habit 9)."""
+"""The checkpoint: per input, the settled prefix of lines and the few settled beyond it (STYLE habit 9),
+what each input was when it was saved (its identity), and the lock that keeps it to one run at a time."""
 
+import errno
+import fcntl
+import hashlib
 import os
+import stat
 import tempfile
 from collections import deque
 
@@ -8,7 +13,14 @@ from gspx_cli import jsonio
 from gspx_cli.errors import ConfigError
 from gspx_cli.reader import source_key
 
-CHECKPOINT_VERSION = 1
+# 2 added each input's identity; a version 1 file (no identities) is still read, and resumed by line count
+CHECKPOINT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# Bytes hashed at the start of an input and just before its size at the save. Enough to tell a
+# re-exported dump or a rotated log from the file that was read (their first and last events
+# differ), cheap enough to hash at every save (CHECKPOINT_EVERY): two 64 KiB reads per input.
+IDENTITY_BLOCK = 64 * 1024
+LOCK_SUFFIX = ".lock"  # the checkpoint is replaced by rename at each save, so a sidecar file holds the lock
 
 
 class Checkpoint:
@@ -22,7 +34,10 @@ class Checkpoint:
 
     def __init__(self, path):
         self.path = path
-        self.done, self._prior = _load_state(path)  # key -> prefix; key -> {line: None (whole) | {index}}
+        # key -> prefix; key -> {line: None (whole) | {index}}; key -> identity at the last save
+        self.done, self._prior, self._identity, self.version = _load_state(path)
+        self._seen = {}  # source key -> (stat signature, identity): an input that did not change is not hashed again
+        self._current = set()  # keys of this run's inputs: their identity is taken anew at each save
         self._pending = {}  # source key -> {line: outstanding records}
         self._order = {}  # source key -> deque of lines not yet in the prefix, in read order
         self._last = {}  # source key -> last line registered
@@ -80,6 +95,7 @@ class Checkpoint:
     def snapshot(self):
         """The checkpoint's content now."""
         inputs = {}
+        paths = {key: source for source, key in self._keys.items()}
         for key in {*self.done, *self._prior, *self._last}:
             if key in self._last:
                 order = self._order[key]
@@ -104,8 +120,53 @@ class Checkpoint:
             parts = {str(line): sorted(p) for line, p in sorted(after.items()) if p}
             if parts:
                 entry["settled_parts"] = parts
+            current = key in self._last or key in self._current
+            identity = self._identity_now(key, paths.get(key)) if current else self._identity.get(key)
+            if identity is not None:
+                entry["identity"] = identity
             inputs[key] = entry
         return {"version": CHECKPOINT_VERSION, "inputs": dict(sorted(inputs.items()))}
+
+    def _identity_now(self, key, path):
+        """The identity of an input read in this run, as it is now (a growing file: its size now)."""
+        if path is None or key == "-":
+            return None
+        try:
+            st = os.stat(path)
+        except OSError:
+            return self._identity.get(key)
+        signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        seen = self._seen.get(key)
+        if seen is not None and seen[0] == signature:
+            return seen[1]
+        identity = file_identity(path)
+        self._seen[key] = (signature, identity)
+        return identity
+
+    def check_inputs(self, paths):
+        """Refuse (ConfigError, exit 2) an input that is not the file this checkpoint recorded; return
+        notes for people about the inputs whose identity cannot be checked."""
+        notes = []
+        for path in dict.fromkeys(paths or ["-"]):
+            key = self._key(path)
+            self._current.add(key)  # checked (or accepted with a note): what it is now is what is saved
+            lines = self.done.get(key, 0)
+            if not lines and not self._prior.get(key):
+                continue  # nothing of it is skipped: whatever the file is now, all of it is read
+            recorded = self._identity.get(key)
+            if key == "-":
+                notes.append(f"note: standard input: skipping the first {lines:,} lines, as {self.path} says; "
+                             "gspx cannot check that the same data is piped again")
+            elif recorded is None:
+                notes.append(f"note: {self.path} does not record what {path} was (written by an older gspx, "
+                             f"or not a regular file): resuming after line {lines:,} without checking it")
+            else:
+                problem = _identity_problem(path, recorded)
+                if problem:
+                    raise ConfigError(f"{problem}. Use another --checkpoint to send it as a new input, or "
+                                      f"delete {self.path} to send everything again",
+                                      key=f"--checkpoint {self.path}")
+        return notes
 
     def watermarks(self):
         """Per input, the settled prefix as it stands now."""
@@ -117,16 +178,25 @@ class Checkpoint:
 
 
 def _load_state(path):
-    """(prefix per input, lines settled beyond it per input) from a checkpoint file."""
+    """(prefix, lines settled beyond it, identity) per input, and the version, from a checkpoint file."""
     try:
         with open(path, "rb") as fh:
             data = jsonio.loads(fh.read().decode("utf-8"))
     except FileNotFoundError:
-        return {}, {}
+        return {}, {}, {}, None
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read checkpoint: {exc}", file=path, key="--checkpoint") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(f"cannot read checkpoint: {reason}", file=path, key="--checkpoint") from None
     try:
-        done, prior = {}, {}
+        version = data.get("version", 1)
+    except AttributeError:
+        raise ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint") from None
+    if version not in READABLE_VERSIONS:
+        raise ConfigError(f"checkpoint version {version!r} is not one this gspx reads "
+                          f"({', '.join(map(str, READABLE_VERSIONS))}): written by a newer gspx?",
+                          file=path, key="--checkpoint")
+    try:
+        done, prior, identities = {}, {}, {}
         for key, entry in data["inputs"].items():
             done[key] = int(entry["settled_lines"])
             after = {int(line): None for line in entry.get("settled_after", ())}
@@ -134,9 +204,129 @@ def _load_state(path):
                 after[int(line)] = {int(i) for i in indices}
             if after:
                 prior[key] = after
-        return done, prior
+            identity = entry.get("identity")
+            if identity is not None:
+                identities[key] = {"size": int(identity["size"]), "block": int(identity["block"]),
+                                   "head_sha256": str(identity["head_sha256"]),
+                                   "tail_sha256": str(identity["tail_sha256"])}
+        return done, prior, identities, version
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint") from None
+
+
+def file_identity(path, size=None, block=IDENTITY_BLOCK):
+    """A regular file's identity: its size (or `size`) and the sha256 of its first `block` bytes and of
+    the `block` bytes before that size; None for a pipe, a device or a file that cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if size is None:
+                size = st.st_size
+            head = fh.read(min(block, size))
+            start = max(0, size - block)
+            fh.seek(start)
+            tail = fh.read(size - start)
+    except OSError:
+        return None
+    return {"size": size, "block": block, "head_sha256": hashlib.sha256(head).hexdigest(),
+            "tail_sha256": hashlib.sha256(tail).hexdigest()}
+
+
+def _identity_problem(path, recorded):
+    """Why the file at path is not the recorded one (None when it is, or only grew since)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return None  # the reader reports a missing input in its own words
+    if size < recorded["size"]:
+        return (f"{path} is shorter than when the checkpoint was saved ({size:,} < {recorded['size']:,} bytes): "
+                "replaced or truncated?")
+    now = file_identity(path, size=recorded["size"], block=recorded["block"])
+    if now is None:
+        return None
+    for part, where in (("head_sha256", "its first"), ("tail_sha256", "the last")):
+        if now[part] != recorded[part]:
+            n = min(recorded["block"], recorded["size"])
+            return (f"{path}: content differs from when the checkpoint was saved ({where} {n:,} bytes "
+                    f"of the {recorded['size']:,} read then): replaced or rewritten?")
+    return None
+
+
+def check_writable(path, option, *, replaced=False):
+    """Refuse (ConfigError, exit 2) an output path that cannot be written: a directory, a missing or
+    read-only folder, a file without write permission. `replaced`: the file is replaced by rename
+    (the checkpoint), so its folder must take new files and the path must be a regular file.
+    Leaves nothing behind: an output that is never written to is never created."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise ConfigError(f"cannot write: {exc.strerror}", key=f"{option} {path}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise ConfigError("cannot write: it is a directory", key=f"{option} {path}")
+    if st is not None and replaced and not stat.S_ISREG(st.st_mode):
+        raise ConfigError("not a regular file (it is replaced by rename at each save)", key=f"{option} {path}")
+    if not os.path.isdir(folder):
+        raise ConfigError(f"cannot write: no such directory: {folder}", key=f"{option} {path}")
+    # Real test writes rather than os.access, which says yes to root and knows nothing of read-only
+    # mounts: appending nothing to an existing file, or a temp file where a new one would go.
+    try:
+        if st is not None and not replaced:
+            with open(path, "ab"):
+                pass
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=".gspx-check-", suffix=".tmp", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as exc:
+        where = path if st is not None and not replaced else f"in {folder}"
+        raise ConfigError(f"cannot write {where}: {exc.strerror}", key=f"{option} {path}") from None
+
+
+class CheckpointLock:
+    """An exclusive flock on PATH.lock for the run's lifetime: a second run with the same checkpoint is
+    refused. The kernel drops the lock when the process ends, however it ends (SIGKILL included), so a
+    lock left behind never blocks; the file itself stays (removing it would race with a starting run)."""
+
+    def __init__(self, path):
+        self.path = path + LOCK_SUFFIX
+        self._fd = None
+
+    def acquire(self):
+        """Take the lock, or raise ConfigError (exit 2) naming the checkpoint."""
+        checkpoint = self.path[: -len(LOCK_SUFFIX)]
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the lock file {self.path}: {exc.strerror}",
+                              key=f"--checkpoint {checkpoint}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ConfigError("in use by another gspx run (it holds the lock on "
+                                  f"{self.path}); wait for it to end, or use another --checkpoint",
+                                  key=f"--checkpoint {checkpoint}") from None
+            raise ConfigError(f"cannot lock {self.path}: {exc.strerror}", key=f"--checkpoint {checkpoint}") from None
+        self._fd = fd
+        return self
+
+    def release(self):
+        """Let the next run have it."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 def atomic_write(path, data):

@@ -7,7 +7,8 @@ import sys
 import click
 
 from gspx_cli import __version__, config, coordinator, report
-from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError
+from gspx_cli.checkpoint import CheckpointLock, check_writable
+from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
 from gspx_cli.ledger import Ledger
 from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES
 
@@ -61,7 +62,8 @@ def _config_option(f):
 @click.option("--failed-output", type=click.Path(dir_okay=False),
               help="Append every failed event here, ready to be fixed and sent again.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False),
-              help="Remember how far each input is settled; a rerun skips what is done.")
+              help="Remember how far each input is settled; a rerun skips what is done (one run at a time; "
+              "a replaced or truncated input is refused).")
 @click.option("--concurrency", type=int, help="Requests in flight at once (delivery.concurrency).")
 @click.option("--rate-limit", type=float, help="Requests per second at most (delivery.rate_limit).")
 @click.option("--max-retries", type=int, help="Retries of one request (delivery.max_retries).")
@@ -83,7 +85,8 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX.
 
     Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
-    Exit status: 0 all delivered or skipped, 1 some events failed, 2 usage or config error,
+    Exit status: 0 all delivered or skipped, 1 some events failed or an output (--failed-output,
+    --checkpoint, --report) could not be written, 2 usage or config error,
     3 API key refused, 4 PX unavailable too long, 129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).
     """
     if quiet and verbose:
@@ -94,10 +97,34 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     reporter = report.Reporter(verbose=verbose, quiet=quiet, progress=progress)
     for warning in settings.warnings:
         reporter.warning(None, warning)  # config warnings name their file
-    if (not files or "-" in files) and sys.stdin.isatty():
-        reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
-    ledger = Ledger(failed_output=failed_output, checkpoint=None if dry_run else checkpoint)
-    report_file = _open_report(report_path)
+    if dry_run:
+        checkpoint = None  # a dry run settles nothing: the checkpoint is neither read nor written
+    # Every output is checked before any input is read or any request made (CLI.md "Outputs").
+    if failed_output:
+        check_writable(failed_output, "--failed-output")
+    if checkpoint:
+        check_writable(checkpoint, "--checkpoint", replaced=True)
+    lock = CheckpointLock(checkpoint).acquire() if checkpoint else None
+    try:
+        ledger = Ledger(failed_output=failed_output, checkpoint=checkpoint)
+        if ledger.checkpoint is not None:
+            for note in ledger.checkpoint.check_inputs(list(files)):
+                reporter.note(note)
+        report_file = _open_report(report_path)
+        if (not files or "-" in files) and sys.stdin.isatty():
+            reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
+        code = _run(settings, files, reporter, ledger, report_file, report_path, dry_run=dry_run,
+                    max_line_bytes=max_line_bytes)
+    finally:
+        if lock is not None:
+            lock.release()
+    ctx.exit(int(code))
+
+
+def _run(settings, files, reporter, ledger, report_file, report_path, *, dry_run, max_line_bytes):
+    """The run, the summary and the report; returns the exit code."""
+    failed_output = ledger.failed_output
+    checkpoint = ledger.checkpoint.path if ledger.checkpoint is not None else None
     stop = coordinator.StopFlag()
     restore = coordinator.install_signal_handlers(stop)
     try:  # our handlers stay until the summary and report are out: a Ctrl-C there is no KeyboardInterrupt
@@ -108,22 +135,29 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
             reporter.error(str(result.stop_error))
         reporter.summary(result, failed_output=failed_output, checkpoint=checkpoint)
         if report_file:
-            with report_file:
-                report.write_report(report_file, result, exit_code=code, failed_output=failed_output,
-                                    checkpoint=checkpoint, dry_run=dry_run, elapsed=reporter.elapsed(result.stats))
+            try:
+                with report_file:
+                    report.write_report(report_file, result, exit_code=code, failed_output=failed_output,
+                                        checkpoint=checkpoint, dry_run=dry_run,
+                                        elapsed=reporter.elapsed(result.stats))
+            except OSError as exc:  # disk full at the very end: said plainly, and never exit 0
+                reporter.error(str(OutputError(report_path, "--report", exc)))
+                if code == ExitCode.OK:
+                    code = STOP_EXIT_CODES["output"]
     finally:
         restore()
-    ctx.exit(int(code))
+    return code
 
 
 def _open_report(path):
     """Open --report before anything is sent, so an unwritable path is a usage error (exit 2), not a lost report."""
     if not path:
         return None
+    check_writable(path, "--report")
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot write the report: {exc.strerror}", file=path) from None
+        raise ConfigError(f"cannot write: {exc.strerror}", key=f"--report {path}") from None
 
 
 def exit_code(result):

@@ -1,5 +1,6 @@
 """One outcome per record: run statistics, the failed-output file and the checkpoint (STYLE habit 8, 9)."""
 
+import os
 import re
 import time
 from collections import Counter
@@ -55,6 +56,7 @@ class Ledger:
         self.failed_output = failed_output
         self._failed_file = None
         self.output_error = None  # an OutputError once a write failed; nothing more is written there
+        self._frozen = False  # the failed output vanished: what it took since is no longer recorded anywhere
         self.checkpoint = Checkpoint(checkpoint) if checkpoint else None
 
     def read(self, record):
@@ -130,7 +132,8 @@ class Ledger:
 
     def save_checkpoint(self):
         """Write the checkpoint now; a failure is kept in output_error (the run stops), never raised."""
-        if self.checkpoint is None:
+        self._check_failed_output()
+        if self.checkpoint is None or self._frozen:
             return
         try:
             self.checkpoint.write(self.checkpoint.snapshot())
@@ -138,8 +141,26 @@ class Ledger:
             if self.output_error is None:
                 self.output_error = OutputError(self.checkpoint.path, "--checkpoint", exc)
 
+    def _check_failed_output(self):
+        """Stop the run, and freeze the checkpoint, once the open failed output is no longer the file at
+        its path (deleted, or moved aside): lines appended since went where nobody can read them, so the
+        checkpoint on disk, saved before they were written, stays as it is and a rerun sends them again."""
+        if self._failed_file is None or self._frozen:
+            return
+        try:
+            now, ours = os.stat(self.failed_output), os.fstat(self._failed_file.fileno())
+            vanished = (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino)
+        except OSError:
+            vanished = True
+        if vanished:
+            self._frozen = True
+            if self.output_error is None:
+                self.output_error = OutputError(self.failed_output, "--failed-output",
+                                                "it was removed or replaced during the run")
+
     def close(self):
         """Close the failed output and save the checkpoint a last time."""
+        self._check_failed_output()
         if self._failed_file:
             try:
                 self._failed_file.close()

@@ -1,6 +1,8 @@
 """The only module that prints: dry-run lines to stdout; warnings, errors, progress and summary to stderr."""
 
+import os
 import sys
+import threading
 import time
 
 from rich.console import Console
@@ -14,6 +16,11 @@ from gspx_cli.plan import Plan, Skipped
 
 PROGRESS_REFRESH = 4  # per second
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
+# CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
+# status line this often. A module constant so that tests can shorten it.
+PLAIN_PROGRESS_SECONDS = 10.0
+NARROW_COLUMNS = 60  # below this the summary table would cut its headers ("ty…"): key: value lines instead
+DUMB_TERMS = ("dumb", "unknown")  # as rich counts them: no cursor movement, so no live display
 TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to REPORT_REASONS
 REPORT_REASONS = 20
 # why a run stopped early (--report `stopped`) -> the summary's words
@@ -46,6 +53,35 @@ class _LiveProgress(Progress):
         yield Text(self.counts, no_wrap=True, overflow="ellipsis")
 
 
+class _PlainProgress:
+    """One plain status line every `interval` seconds, from its own thread (the live display also
+    refreshes from one): no cursor movement or carriage return, so `2> run.log` shows a run is alive."""
+
+    def __init__(self, status, write, interval):
+        self._status = status
+        self._write = write
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gspx-progress", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopped.set()
+        self._thread.join(1.0)
+
+    def _run(self):
+        while not self._stopped.wait(self._interval):
+            self._write(self._status())
+
+
+def _clock(seconds):
+    """H:MM:SS."""
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+
+
 class _PercentAndEta(ProgressColumn):
     """"42% eta 0:01:10" when the input size is known; nothing for stdin or a pipe."""
 
@@ -55,11 +91,7 @@ class _PercentAndEta(ProgressColumn):
         if task.total is None or not task.total:
             return Text("")
         eta = task.time_remaining
-        if eta is None:
-            eta_text = "?"
-        else:
-            minutes, seconds = divmod(int(eta), 60)
-            eta_text = f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+        eta_text = "?" if eta is None else _clock(eta)
         return Text(f"{task.percentage:>3.0f}% eta {eta_text}")
 
 
@@ -69,15 +101,16 @@ class Reporter:
     def __init__(self, *, out=None, err=None, verbose=False, quiet=False, progress=None):
         self._out = out or sys.stdout
         err = err or sys.stderr
-        # "Only when stderr is a terminal": ask the stream itself, not rich, which also says yes
-        # when FORCE_COLOR is set (common in CI logs, where a live bar would only add noise).
-        # --progress forces a terminal-style console, so the bar animates even into a pipe.
-        self.console = Console(file=err, soft_wrap=True, highlight=False,
-                               force_terminal=True if progress else None)
+        self.console = Console(file=err, soft_wrap=True, highlight=False)
         self.verbose = verbose and not quiet
         self.quiet = quiet
         self._progress_forced = progress
+        # "Only when stderr is a terminal": ask the stream itself, not rich, which also says yes
+        # when FORCE_COLOR is set (common in CI logs, where a live bar would only add noise).
         self._want_progress = (_isatty(err) if progress is None else progress) and not quiet
+        # The bar animates only on a terminal that can move its cursor; a file, a pipe or TERM=dumb
+        # (wanted there with --progress, or a dumb terminal by default) gets plain lines instead.
+        self._animate = _isatty(err) and os.environ.get("TERM", "").strip().lower() not in DUMB_TERMS
         self._progress = None
         self._task = None
         self._sources = None
@@ -188,6 +221,10 @@ class Reporter:
             want = False  # dry-run lines go to the same terminal: a live bar would tear them
         if not want:
             return
+        if not self._animate:
+            self._progress = _PlainProgress(self._status_line, self._print, PLAIN_PROGRESS_SECONDS)
+            self._progress.start()
+            return
         self._progress = _LiveProgress(
             TextColumn("{task.description}"),
             BarColumn(bar_width=30),
@@ -203,9 +240,8 @@ class Reporter:
         self._task = self._progress.add_task("dry run" if dry_run else "sending", total=None)
         self._progress.start()
 
-    def _update(self):
-        if self._progress is None or self._task is None:  # still being built, or already stopped
-            return
+    def _counts(self):
+        """The counts both displays show: events read, delivered, skipped, failed, requests, retries, rate."""
         stats, reqs, read = self._sources
         out = stats.outcomes
         elapsed = max(time.monotonic() - stats.started, 1e-6)
@@ -221,7 +257,29 @@ class Reporter:
             state, since = reqs.hold
             counts += (f"  holding: PX unavailable since {_clock_time(since)}" if state == "holding"
                        else f"  waiting: PX asked to wait (Retry-After) since {_clock_time(since)}")
-        self._progress.counts = counts
+        return counts
+
+    def _status_line(self):
+        """One plain progress line: elapsed, where the input is (with % and ETA by bytes when its size
+        is known), then the counts."""
+        stats, _, read = self._sources
+        elapsed = time.monotonic() - stats.started
+        source = read.current
+        if source is None:
+            where = "waiting for input"
+        elif read.bytes_total:
+            fraction = min(read.bytes_read / read.bytes_total, 1.0)
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+            where = f"{source} {fraction:.0%} eta {'?' if eta is None else _clock(eta)}"
+        else:  # standard input or a pipe: no size, so no percentage or ETA; lines over all inputs
+            where = f"{'standard input' if source == '-' else source}, {read.lines:,} lines read"
+        return f"progress {_clock(elapsed)}  {where}  {self._counts()}"
+
+    def _update(self):
+        if self._progress is None or self._task is None:  # still being built, or already stopped
+            return
+        read = self._sources[2]
+        self._progress.counts = self._counts()
         verb = "dry run" if self.dry else "sending"
         where = f"{verb} {read.current}" if read.current and read.current != "-" else verb
         # bytes_total is known once the reader has started (None for stdin or a pipe: no %, no ETA)
@@ -240,33 +298,42 @@ class Reporter:
 
     # -- end of run ------------------------------------------------------------------------------
     def summary(self, result, *, failed_output=None, checkpoint=None):
-        """The closing summary on stderr: events by type x outcome, then the run's facts."""
+        """The closing summary on stderr: events by type x outcome, then the run's facts; on a console
+        narrower than NARROW_COLUMNS, plain `key: value` lines instead of the table."""
         if self.quiet:
             return
         stats, reqs = result.stats, result.requests
         out = stats.outcomes
         elapsed = self.elapsed(stats)
         sent_label = "would send" if self.dry else "delivered"
-
-        table = Table(title="gspx summary" + (" (dry run)" if self.dry else ""), title_justify="left")
-        table.add_column("type")
+        narrow = self.console.width < NARROW_COLUMNS
+        title = "gspx summary" + (" (dry run)" if self.dry else "")
         labels = {DELIVERED: sent_label, SKIPPED: "skipped", INVALID: "invalid", FAILED: "failed",
                   INTERRUPTED: "not sent"}
         shown = [o for o in OUTCOMES if o != INTERRUPTED or out[o]]
-        for o in shown:
-            table.add_column(labels[o], justify="right")
-        table.add_column("total", justify="right")
-        for etype in sorted(stats.by_type):
-            row = stats.by_type[etype]
-            table.add_row(etype, *(f"{row[o]:,}" for o in shown), f"{sum(row.values()):,}")
-        table.add_row("all", *(f"{out[o]:,}" for o in shown), f"{stats.read:,}", style="bold")
-        self.console.print(table)
+        rows = [(etype, stats.by_type[etype], sum(stats.by_type[etype].values())) for etype in sorted(stats.by_type)]
+        rows.append(("all", out, stats.read))
 
-        # The facts below are plain aligned lines, never wrapped: logs and narrow terminals keep them whole.
-        facts = []
+        if narrow:
+            self._print(title)
+            for name, row, total in rows:
+                self._print_fact(name, ", ".join(f"{row[o]:,} {labels[o]}" for o in shown) + f" ({total:,} in all)",
+                                 narrow)
+        else:
+            table = Table(title=title, title_justify="left")
+            table.add_column("type")
+            for o in shown:
+                table.add_column(labels[o], justify="right")
+            table.add_column("total", justify="right")
+            for name, row, total in rows:
+                table.add_row(name, *(f"{row[o]:,}" for o in shown), f"{total:,}",
+                              style="bold" if name == "all" and row is out else None)
+            self.console.print(table)
+
+        facts = []  # (name, value); an empty name continues the fact above
 
         def fact(name, value):
-            facts.append(f"{name:<14}{value}")
+            facts.append((name, value))
 
         tally = f"{stats.read:,} read: {out[DELIVERED]:,} {sent_label}, {out[SKIPPED]:,} skipped, {stats.failed:,} failed"
         if out[INTERRUPTED]:
@@ -298,8 +365,13 @@ class Reporter:
                 fact("", f"       ... and {len(stats.reasons) - TOP_REASONS_SHOWN:,} other reasons (all in --report)")
         if stats.warnings:
             fact("warnings", f"{stats.warnings:,}")
+        broken = result.stop_error if result.stop_reason == "output" else None  # the output that failed
+        broken_option = getattr(broken, "option", None)
         if failed_output:
-            if stats.failed_output_lines:
+            if broken_option == "--failed-output":
+                fact("failed output", f"{failed_output} (writing failed after {stats.failed_output_lines:,} lines: "
+                                      "the events it could not take are not settled, a rerun sends them)")
+            elif stats.failed_output_lines:
                 fact("failed output", f"{failed_output} ({stats.failed_output_lines:,} lines appended; "
                                       f"fix them and replay with `gspx send ... {failed_output}`)")
             else:
@@ -308,14 +380,27 @@ class Reporter:
                 fact("", f"{len(stats.not_copied):,} failed lines longer than --max-line-bytes were not copied "
                          f"(e.g. {stats.not_copied[0]}); see --report failed_output_not_copied")
         if checkpoint and not self.dry:
-            fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
+            if broken_option == "--checkpoint":
+                fact("checkpoint", f"{checkpoint} (could not be saved: a rerun resends what was settled "
+                                   "since its last save)")
+            else:
+                fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
         if result.stop_reason is not None:
-            why = STOPS[result.stop_reason]
+            why = f"{broken_option} {broken.path} that could not be written" if broken_option else STOPS[result.stop_reason]
             fact("stopped", f"by {why}; {out[INTERRUPTED]:,} events read but not sent")
         if out[INTERRUPTED]:
             fact("not sent", _unsent_advice(stats, failed_output, checkpoint))
-        for line in facts:
-            self._print(line)
+        for name, value in facts:
+            self._print_fact(name, value, narrow)
+
+    def _print_fact(self, name, value, narrow):
+        """An aligned fact line, never wrapped (logs keep it whole); narrow: `name: value`, wrapped at words."""
+        if not narrow:
+            self._print(f"{name:<14}{value}")
+        elif name:
+            self.console.print(Text(f"{name}: {value}"), soft_wrap=False)
+        else:
+            self.console.print(Text(f"  {value.strip()}"), soft_wrap=False)
 
     def settings_table(self, rows):
         """`gspx check`: the effective settings."""

@@ -1,4 +1,7 @@
-"""Shared fixtures: the Gainsight PX stand-in, over real HTTP and behind `responses`."""
+"""Shared fixtures: the Gainsight PX stand-in, over real HTTP and behind `responses`; the pinned environment."""
+
+import signal
+import time
 
 import pytest
 
@@ -64,3 +67,40 @@ def _no_test_key_in_outputs(tmp_path_factory):
                 if needle in fh.read():
                     leaks.append(str(path))
     assert not leaks, f"the test API key was written to: {leaks}"
+
+
+# ---- a pinned environment (issue 10, STYLE habit 14): the suite passes whatever shell runs it ----
+
+# What the terminal and the clock look like to every test (and, through os.environ, to every
+# subprocess a test starts): a plain 80-column xterm, no colour forcing, UTC. Like HTTPie's
+# MockEnvironment, tests about terminals set these on purpose (monkeypatch.setenv, TtyStringIO).
+PINNED_ENV = {"TERM": "xterm", "COLUMNS": "80", "LINES": "25", "TZ": "UTC"}
+# Unset for every test: colour switches rich or click honour, rich's tty overrides, Python's own
+# buffering (users' shells don't set PYTHONUNBUFFERED, so streaming must work without it), and
+# gspx's own variables (tests pass GSPX_API_KEY / -c explicitly).
+UNSET_ENV = ("FORCE_COLOR", "NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "COLORTERM", "TTY_COMPATIBLE",
+             "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES", "PYTHONUNBUFFERED", "PYTHONIOENCODING",
+             "GSPX_CONFIG", "GSPX_API_KEY")
+# Python's own start-up dispositions: Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP kill. A
+# suite started with SIGINT ignored (`cmd &` in a script, nohup) would otherwise pass SIG_IGN on to
+# every subprocess, and a graceful-stop test would then test nothing.
+DEFAULT_SIGNALS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                   signal.SIGHUP: signal.SIG_DFL}
+
+
+@pytest.fixture(autouse=True)
+def pinned_environment(monkeypatch):
+    """Every test runs under PINNED_ENV, without UNSET_ENV, with default signal dispositions."""
+    for name, value in PINNED_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in UNSET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    time.tzset()
+    previous = {sig: signal.signal(sig, handler) for sig, handler in DEFAULT_SIGNALS.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        monkeypatch.undo()
+        time.tzset()

@@ -335,11 +335,10 @@ def test_the_progress_counts_line_shows_a_hold_and_its_start_time():
     try:
         since = time.mktime((2024, 1, 1, 12, 0, 1, 0, 0, -1))  # local 12:00:01
         reqs.hold = ("holding", since)
-        reporter._update()
-        assert reporter._progress.counts.endswith("holding: PX unavailable since 12:00:01")
+        assert reporter._counts().endswith("holding: PX unavailable since 12:00:01")
+        assert reporter._status_line().endswith("holding: PX unavailable since 12:00:01")  # the log line too
         reqs.hold = None
-        reporter._update()
-        assert "holding" not in reporter._progress.counts
+        assert "holding" not in reporter._counts()
     finally:
         reporter.stop()
 

@@ -3,6 +3,7 @@
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from gspx_cli.sender import RequestStats
 from gspx_cli.errors import ExitCode
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED, Ledger
 from gspx_cli.reader import ReadStats, Record
+from gspx_cli import report as report_mod
 from gspx_cli.report import Reporter, report_data, write_report
 
 # The --report keys the README documents; a key may be added (and documented), never renamed or removed.
@@ -131,24 +133,35 @@ def test_every_failed_event_gets_its_own_error_line_even_when_quiet():
     assert lines == [f"error: f.ndjson:{n}: bad" for n in range(250)]
 
 
-@pytest.mark.parametrize("stream, flag, quiet, shown", [
-    (io.StringIO, None, False, False),   # not a terminal: no progress
-    (TtyStringIO, None, False, True),    # a terminal: progress
-    (TtyStringIO, False, False, False),  # --no-progress
-    (io.StringIO, True, False, True),    # --progress forces it into a pipe or file
-    (TtyStringIO, None, True, False),    # -q: errors only
-    (TtyStringIO, True, True, False),    # -q wins over --progress
+@pytest.mark.parametrize("stream, flag, quiet, term, shown", [
+    (io.StringIO, None, False, "xterm", None),     # not a terminal: no progress
+    (TtyStringIO, None, False, "xterm", "live"),   # a terminal: the live display
+    (TtyStringIO, False, False, "xterm", None),    # --no-progress
+    (io.StringIO, True, False, "xterm", "lines"),  # --progress into a pipe or file: plain lines
+    (TtyStringIO, None, False, "dumb", "lines"),   # a dumb terminal cannot move its cursor: plain lines
+    (TtyStringIO, True, False, "dumb", "lines"),
+    (TtyStringIO, None, True, "xterm", None),      # -q: errors only
+    (TtyStringIO, True, True, "xterm", None),      # -q wins over --progress
 ])
-def test_progress_shown_only_on_a_terminal_unless_forced(stream, flag, quiet, shown, monkeypatch):
-    monkeypatch.delenv("FORCE_COLOR", raising=False)
+def test_progress_is_live_on_a_terminal_plain_lines_elsewhere_when_forced(stream, flag, quiet, term, shown,
+                                                                           monkeypatch):
+    monkeypatch.setenv("TERM", term)
+    monkeypatch.setattr(report_mod, "PLAIN_PROGRESS_SECONDS", 0.01)
     err, out = stream(), io.StringIO()
     reporter = Reporter(err=err, out=out, progress=flag, quiet=quiet)
     result = _result(MIXED)
     reporter.start(result.stats, result.requests, result.read)
-    assert (reporter._progress is not None) == shown
+    kind = {type(None): None, report_mod._LiveProgress: "live", report_mod._PlainProgress: "lines"}
+    assert kind[type(reporter._progress)] == shown
+    if shown == "lines":
+        deadline = time.monotonic() + 5
+        while "read 7" not in err.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
     reporter.stop()
     assert out.getvalue() == ""  # never on stdout
-    assert ("read 7" in err.getvalue()) == shown
+    assert ("read 7" in err.getvalue()) == (shown is not None)
+    if shown == "lines":
+        assert "\r" not in err.getvalue() and "\x1b" not in err.getvalue()
 
 
 def test_force_color_in_ci_does_not_turn_progress_on(monkeypatch):
