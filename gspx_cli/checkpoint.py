@@ -3,10 +3,8 @@ what each input was when it was saved (its identity), and the lock that keeps it
 
 import errno
 import fcntl
-import hashlib
 import os
 import stat
-import tempfile
 from collections import deque
 
 from gspx_cli import jsonio
@@ -230,6 +228,8 @@ def file_identity(path, size=None, block=IDENTITY_BLOCK):
             tail = fh.read(size - start)
     except OSError:
         return None
+    import hashlib  # hashlib and tempfile: only with --checkpoint (issue 13: start-up)
+
     return {"size": size, "block": block, "head_sha256": hashlib.sha256(head).hexdigest(),
             "tail_sha256": hashlib.sha256(tail).hexdigest()}
 
@@ -279,6 +279,8 @@ def check_writable(path, option, *, replaced=False):
             with open(path, "ab"):
                 pass
         else:
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(prefix=".gspx-check-", suffix=".tmp", dir=folder)
             os.close(fd)
             os.unlink(tmp)
@@ -332,6 +334,8 @@ class CheckpointLock:
 def atomic_write(path, data):
     """Write to a temp file in the same folder, fsync, then rename over the target."""
     folder = os.path.dirname(os.path.abspath(path))
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=".gspx-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -1,8 +1,6 @@
 """Settings from the YAML config, the environment and command-line flags (CLI.md "Config file")."""
 
 import datetime
-import difflib
-import ipaddress
 import json
 import math
 import os
@@ -319,6 +317,8 @@ class _Loader:
             if key in allowed:
                 continue
             name = str(key)
+            import difflib  # difflib and ipaddress: only when a message or a base_url needs them
+
             hint = difflib.get_close_matches(name, allowed, n=1)
             message = f"unknown key; expected one of {', '.join(allowed)}"
             if hint:
@@ -567,6 +567,8 @@ def _is_loopback(host):
     if host.lower().rstrip(".") == "localhost":
         return True
     try:
+        import ipaddress
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

@@ -5,10 +5,8 @@ import sys
 import threading
 import time
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
+# rich (~30 ms to import) is imported where something is first drawn: a `-q` run that prints
+# nothing never loads it (issue 13: start-up).
 
 from gspx_cli import __version__, jsonio
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
@@ -34,23 +32,6 @@ def _isatty(stream):
         return stream.isatty()
     except (AttributeError, ValueError):  # no isatty, or already closed
         return False
-
-
-class _LiveProgress(Progress):
-    """A Progress that pulls fresh counts at each refresh (workers never touch the display).
-
-    Two lines: the bar (file, bar, %, ETA, elapsed), then the counts, which are too long to share a line.
-    """
-
-    def __init__(self, *columns, on_refresh, **kwargs):
-        self._on_refresh = on_refresh  # before super(): Live renders once while being built
-        self.counts = ""
-        super().__init__(*columns, **kwargs)
-
-    def get_renderables(self):
-        self._on_refresh()
-        yield from super().get_renderables()
-        yield Text(self.counts, no_wrap=True, overflow="ellipsis")
 
 
 class _PlainProgress:
@@ -82,26 +63,14 @@ def _clock(seconds):
     return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
-class _PercentAndEta(ProgressColumn):
-    """"42% eta 0:01:10" when the input size is known; nothing for stdin or a pipe."""
-
-    max_refresh = 1.0  # an ETA that changes four times a second is hard to read
-
-    def render(self, task):
-        if task.total is None or not task.total:
-            return Text("")
-        eta = task.time_remaining
-        eta_text = "?" if eta is None else _clock(eta)
-        return Text(f"{task.percentage:>3.0f}% eta {eta_text}")
-
-
 class Reporter:
     """Writes everything a run shows; `progress` None means "only when stderr is a terminal"."""
 
     def __init__(self, *, out=None, err=None, verbose=False, quiet=False, progress=None):
         self._out = out or sys.stdout
         err = err or sys.stderr
-        self.console = Console(file=err, soft_wrap=True, highlight=False)
+        self._err = err
+        self._console = None
         self.verbose = verbose and not quiet
         self.quiet = quiet
         self._progress_forced = progress
@@ -207,7 +176,23 @@ class Reporter:
         """--verbose: one line per request. The key travels in a header, never in the URL, so it never shows."""
         self._print(f"{method} {url} {status} {ms:.0f}ms attempt {attempt}", "dim")
 
+    @property
+    def console(self):
+        """The rich Console on stderr, made when something is first drawn."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(file=self._err, soft_wrap=True, highlight=False)
+        return self._console
+
+    @console.setter
+    def console(self, console):
+        """Tests give a Console of a set width."""
+        self._console = console
+
     def _print(self, text, style=None):
+        from rich.text import Text
+
         self.console.print(Text(text, style=style or ""), soft_wrap=True)
 
     # -- progress --------------------------------------------------------------------------------
@@ -225,18 +210,9 @@ class Reporter:
             self._progress = _PlainProgress(self._status_line, self._print, PLAIN_PROGRESS_SECONDS)
             self._progress.start()
             return
-        self._progress = _LiveProgress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=30),
-            _PercentAndEta(),
-            TextColumn("elapsed"),
-            TimeElapsedColumn(),
-            console=self.console,
-            refresh_per_second=PROGRESS_REFRESH,
-            transient=True,
-            get_time=time.monotonic,
-            on_refresh=self._update,
-        )
+        from gspx_cli.live import LiveProgress
+
+        self._progress = LiveProgress(self.console, PROGRESS_REFRESH, on_refresh=self._update)
         self._task = self._progress.add_task("dry run" if dry_run else "sending", total=None)
         self._progress.start()
 
@@ -320,6 +296,8 @@ class Reporter:
                 self._print_fact(name, ", ".join(f"{row[o]:,} {labels[o]}" for o in shown) + f" ({total:,} in all)",
                                  narrow)
         else:
+            from rich.table import Table
+
             table = Table(title=title, title_justify="left")
             table.add_column("type")
             for o in shown:
@@ -395,6 +373,8 @@ class Reporter:
 
     def _print_fact(self, name, value, narrow):
         """An aligned fact line, never wrapped (logs keep it whole); narrow: `name: value`, wrapped at words."""
+        from rich.text import Text
+
         if not narrow:
             self._print(f"{name:<14}{value}")
         elif name:

@@ -1,6 +1,5 @@
 """One logical request to PX: the shared rate limiter, the retry rule and the attempt loop (STYLE habit 7)."""
 
-import email.utils
 import random
 import re
 import threading
@@ -98,6 +97,8 @@ def retry_after_seconds(value, now):
     if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
+        import email.utils  # ~6 ms: only when an HTTP date arrives (issue 13: start-up)
+
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None

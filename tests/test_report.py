@@ -13,6 +13,7 @@ from gspx_cli.sender import RequestStats
 from gspx_cli.errors import ExitCode
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED, Ledger
 from gspx_cli.reader import ReadStats, Record
+from gspx_cli import live as live_mod
 from gspx_cli import report as report_mod
 from gspx_cli.report import Reporter, report_data, write_report
 
@@ -151,7 +152,7 @@ def test_progress_is_live_on_a_terminal_plain_lines_elsewhere_when_forced(stream
     reporter = Reporter(err=err, out=out, progress=flag, quiet=quiet)
     result = _result(MIXED)
     reporter.start(result.stats, result.requests, result.read)
-    kind = {type(None): None, report_mod._LiveProgress: "live", report_mod._PlainProgress: "lines"}
+    kind = {type(None): None, live_mod.LiveProgress: "live", report_mod._PlainProgress: "lines"}
     assert kind[type(reporter._progress)] == shown
     if shown == "lines":
         deadline = time.monotonic() + 5
