@@ -40,6 +40,7 @@ _FLOAT_TOKEN = re.compile(rb"[0-9][.eE]")
 _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # None on Pythons without the C accelerator
 # orjson.dumps leaves these to the `default` hook (absent: TypeError, so the stdlib path decides)
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+_LINE_OPTIONS = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
 
 
 def loads(text):
@@ -117,13 +118,22 @@ def dumps_bytes(obj):
     dumps() keeps the exact characters. orjson writes NaN and infinities as null, so output
     holding "null" is redone by the stdlib, which refuses them as dumps() does.
     """
+    return _dumps_bytes(obj, _DUMPS_OPTIONS, b"")
+
+
+def dumps_line(obj):
+    """dumps_bytes(obj) and a line end, made in one go (a dry-run line)."""
+    return _dumps_bytes(obj, _LINE_OPTIONS, b"\n")
+
+
+def _dumps_bytes(obj, option, end):
     try:
-        out = orjson.dumps(obj, option=_DUMPS_OPTIONS)
+        out = orjson.dumps(obj, option=option)
         if b"null" not in out:
             return out
     except TypeError:  # orjson.JSONEncodeError is one: ints beyond 64 bits, non-str keys, depth > 254
         pass
-    return dumps(obj).encode("utf-8")
+    return dumps(obj).encode("utf-8") + end
 
 
 def _reject_lone_surrogates(value):

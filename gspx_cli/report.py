@@ -99,7 +99,7 @@ class Reporter:
             line = {"input": record.where, "type": result.type, "skipped": result.reason}
         else:
             line = {"input": record.where, "error": result.message}
-        (self._dry_write or self._dry_writer())(jsonio.dumps_bytes(line) + b"\n")
+        (self._dry_write or self._dry_writer())(jsonio.dumps_line(line))
 
     def flush_out(self):
         """Make the dry-run lines written so far reach the reader of stdout (the reader has nothing more ready)."""

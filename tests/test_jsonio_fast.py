@@ -76,3 +76,8 @@ def test_dumps_bytes_refuses_what_dumps_refuses():
         with pytest.raises(ValueError):
             jsonio.dumps_bytes(bad)
     assert jsonio.dumps_bytes({"n": 2**70, 1: None}) == jsonio.dumps({"n": 2**70, 1: None}).encode()
+
+
+@pytest.mark.parametrize("value", [{"a": [1, 2.5, "x"]}, {"n": 2**70}, {"s": "null"}])
+def test_dumps_line_is_dumps_bytes_with_a_line_end(value):
+    assert jsonio.dumps_line(value) == jsonio.dumps_bytes(value) + b"\n"

@@ -373,3 +373,21 @@ def test_records_are_yielded_lazily(tmp_path):
 
 def test_record_where_is_file_colon_line():
     assert Record("events.ndjson", 3, b"", None).where == "events.ndjson:3"
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param(123456789012345678901234567890, id="int-beyond-64-bits"),
+    pytest.param(-(2**64) - 1, id="negative-beyond-64-bits"),
+])
+def test_a_huge_integer_among_plain_lines_is_read_exactly(tmp_path, value):
+    # the per-chunk fast check must send the one line with a long digit run the exact way
+    lines = [T] * 50 + [b'{"type":"track","event":"e","n":%d}' % value] + [T] * 50
+    got = list(iter_records([write(tmp_path, "a.ndjson", b"\n".join(lines) + b"\n")]))
+    assert got[50].event["n"] == value and type(got[50].event["n"]) is int
+
+
+def test_deep_nesting_among_plain_lines_is_still_refused(tmp_path):
+    deep = b'{"type":"track","x":' + b"[" * 300 + b"]" * 300 + b"}"
+    got = list(iter_records([write(tmp_path, "a.ndjson", T + b"\n" + deep + b"\n" + T + b"\n")]))
+    assert [r.problem is None for r in got] == [True, False, True]
+    assert "nested too deeply" in got[1].problem
