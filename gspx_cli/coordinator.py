@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from gspx_cli.errors import STOP_EXIT_CODES
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
+from gspx_cli.ledger import FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper
 from gspx_cli.plan import Invalid, Plan, Skipped
 from gspx_cli.reader import ReadStats, iter_line_batches, parse_batch

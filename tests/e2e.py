@@ -1,6 +1,7 @@
 """Helpers for end-to-end tests: a config pointing at the stand-in, and running `gspx send` through CliRunner."""
 
 import json
+import time
 from dataclasses import dataclass
 
 from click.testing import CliRunner
@@ -49,3 +50,28 @@ def gspx(*args, key=TEST_KEY, input=None):
 def writes(px):
     """The write requests PX received, as (method, path, body), in arrival order."""
     return [(r.method, r.path, r.body) for r in px.requests if r.method != "GET"]
+
+
+# ---- real processes: every wait bounded ----------------------------------------------------------
+
+DEADLINE = 20.0  # seconds; no wait in a test is unbounded
+
+
+def wait_until(predicate, deadline=DEADLINE):
+    """Poll predicate until it is true (True) or the deadline passes (False)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def finish(proc, timeout=DEADLINE):
+    """The exit status of proc, waited for at most timeout seconds; killed if it is still running."""
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

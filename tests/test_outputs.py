@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from e2e import TEST_KEY, gspx, write_config, write_events
+from e2e import DEADLINE, TEST_KEY, finish, gspx, wait_until, write_config, write_events
 from gspx_cli import checkpoint as checkpoint_mod
 from gspx_cli.reader import source_key
 from gspx_cli.report import Reporter
@@ -23,7 +23,6 @@ from test_report import MIXED, _result
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = str(ROOT / "config.example.yaml")
-DEADLINE = 20.0  # seconds; no wait in this file is unbounded
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0  # root writes through any permission bits
 
 
@@ -65,22 +64,6 @@ def start(args, tmp_path, tag, *, stdin=None, prelude=""):
     return proc
 
 
-def wait_until(predicate, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def finish(proc, timeout=DEADLINE):
-    try:
-        return proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 # -- outputs checked before anything is sent -----------------------------------------------------

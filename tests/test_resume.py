@@ -10,13 +10,12 @@ from collections import Counter
 
 import pytest
 
-from e2e import TEST_KEY, write_config, write_events
+from e2e import TEST_KEY, finish, wait_until, write_config, write_events
 from gspx_cli import checkpoint as checkpoint_mod
 from gspx_cli.checkpoint import Checkpoint, atomic_write
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, Ledger
 from gspx_cli.reader import Record, source_key
 
-DEADLINE = 20.0  # seconds; no wait in this file is unbounded
 
 
 def resume_events():
@@ -46,22 +45,6 @@ def start_send(args, out_dir, tag):
     return proc
 
 
-def wait_until(predicate, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def finish(proc, timeout=DEADLINE):
-    try:
-        return proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
 
 
 def event_numbers(px):

@@ -12,14 +12,12 @@ import time
 
 import pytest
 
-from e2e import TEST_KEY, write_config
+from e2e import TEST_KEY, finish, wait_until, write_config
 from gspx_cli.config import load_settings
 from gspx_cli.coordinator import Coordinator, StopFlag
 from gspx_cli.ledger import DELIVERED, Ledger
 from gspx_cli.plan import Plan
 from gspx_cli.report import Reporter
-
-DEADLINE = 20.0  # seconds: no wait in this file is unbounded
 
 
 def track(n, user=None):
@@ -42,22 +40,6 @@ def feed(proc, line):
     proc.stdin.flush()
 
 
-def wait_until(predicate, deadline=DEADLINE):
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def finish(proc, timeout=DEADLINE):
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise
 
 
 def read_line(stream, timeout):
