@@ -127,7 +127,7 @@ def main(argv=None):
           f"(target <= {WINDOW_SLACK:.0%})")
     print("  requests per event    " + ", ".join(
         f"{t} {r:g} ({m['events_by_type'][t]:,} events)" for t, r in sorted(m["requests_per_event_by_type"].items())))
-    print(f"  requests by kind      " + ", ".join(f"{k} {n:,}" for k, n in m["requests_by_kind"].items()))
+    print("  requests by kind      " + ", ".join(f"{k} {n:,}" for k, n in m["requests_by_kind"].items()))
     print("  result                " + ("OK" if m["ok"] else "BELOW TARGET"))
     return 0 if m["ok"] else 1
 
