@@ -110,18 +110,18 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
         if ledger.checkpoint is not None:
             for note in ledger.checkpoint.check_inputs(list(files)):
                 reporter.note(note)
-        report_file = _open_report(report_path)
+        if report_path:  # checked now, written at the end (in one piece: never left empty)
+            check_writable(report_path, "--report")
         if (not files or "-" in files) and sys.stdin.isatty():
             reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
-        code = _run(settings, files, reporter, ledger, report_file, report_path, dry_run=dry_run,
-                    max_line_bytes=max_line_bytes)
+        code = _run(settings, files, reporter, ledger, report_path, dry_run=dry_run, max_line_bytes=max_line_bytes)
     finally:
         if lock is not None:
             lock.release()
     ctx.exit(int(code))
 
 
-def _run(settings, files, reporter, ledger, report_file, report_path, *, dry_run, max_line_bytes):
+def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes):
     """The run, the summary and the report; returns the exit code."""
     failed_output = ledger.failed_output
     checkpoint = ledger.checkpoint.path if ledger.checkpoint is not None else None
@@ -134,12 +134,10 @@ def _run(settings, files, reporter, ledger, report_file, report_path, *, dry_run
         if result.stop_error is not None:
             reporter.error(str(result.stop_error))
         reporter.summary(result, failed_output=failed_output, checkpoint=checkpoint)
-        if report_file:
+        if report_path:
             try:
-                with report_file:
-                    report.write_report(report_file, result, exit_code=code, failed_output=failed_output,
-                                        checkpoint=checkpoint, dry_run=dry_run,
-                                        elapsed=reporter.elapsed(result.stats))
+                report.write_report(report_path, result, exit_code=code, failed_output=failed_output,
+                                    checkpoint=checkpoint, dry_run=dry_run, elapsed=reporter.elapsed(result.stats))
             except OSError as exc:  # disk full at the very end: said plainly, and never exit 0
                 reporter.error(str(OutputError(report_path, "--report", exc)))
                 if code == ExitCode.OK:
@@ -147,17 +145,6 @@ def _run(settings, files, reporter, ledger, report_file, report_path, *, dry_run
     finally:
         restore()
     return code
-
-
-def _open_report(path):
-    """Open --report before anything is sent, so an unwritable path is a usage error (exit 2), not a lost report."""
-    if not path:
-        return None
-    check_writable(path, "--report")
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write: {exc.strerror}", key=f"--report {path}") from None
 
 
 def exit_code(result):

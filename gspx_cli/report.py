@@ -1,6 +1,7 @@
 """The only module that prints: dry-run lines to stdout; warnings, errors, progress and summary to stderr."""
 
 import os
+import stat
 import sys
 import threading
 import time
@@ -9,6 +10,7 @@ import time
 # nothing never loads it (issue 13: start-up).
 
 from gspx_cli import __version__, jsonio
+from gspx_cli.checkpoint import atomic_write
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
 from gspx_cli.plan import Plan, Skipped
 
@@ -467,10 +469,21 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
 
 
 def write_report(dest, result, **kwargs):
-    """Write report_data as JSON (one object, one line) to dest: a path or an open text file."""
+    """Write report_data as JSON (one object, one line) to dest: a path or an open text file.
+
+    A path that is a regular file (or new) is replaced in one piece (temp file, then rename), so a
+    reader never sees it empty or half-written; anything else (a FIFO, /dev/stdout) is written to.
+    """
     text = jsonio.dumps(report_data(result, **kwargs)) + "\n"
     if hasattr(dest, "write"):
         dest.write(text)
+        return
+    try:
+        regular = stat.S_ISREG(os.stat(dest).st_mode)
+    except FileNotFoundError:
+        regular = True
+    if regular:
+        atomic_write(dest, text.encode("utf-8"))
         return
     with open(dest, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -29,8 +29,8 @@ class Interrupted(Exception):
 
 
 class Halt:
-    """Set once when the run stops. Soft (a signal): events in flight finish, without sitting out retry
-    waits. Hard (a refused key): not one more attempt is made."""
+    """Set once when the run stops: no request starts after it (the ones in flight finish, and no
+    retry wait is sat out). Hard (a refused key, an outage) also tells the gate's waiters why."""
 
     def __init__(self):
         self._event = threading.Event()
@@ -179,8 +179,9 @@ class Sender:
 
         Every attempt passes the shared gate and rate limiter and is counted: the retry loop is ours,
         not urllib3's. While the gate holds (PX down, or a Retry-After), a failure uses up no retry.
-        After a SIGINT/SIGTERM the event in flight still finishes, but no wait is sat out; after a
-        refused key nothing more is sent. Raises OutageError when PX stays down past max_outage.
+        Once the run stops (a signal, a refused key) no request starts: the one in flight finishes,
+        and its event, left unsettled, is sent whole by a rerun. Raises OutageError when PX stays
+        down past max_outage.
         """
         import requests
 
@@ -192,12 +193,12 @@ class Sender:
         retries = attempts = 0
         unconfirmed = False  # the previous attempt may have been applied although no answer came
         while True:
-            if halt.hard:
+            if halt.is_set():  # the run is stopping: nothing new starts (CLI.md "Interruptions")
                 raise Interrupted()
             ticket = gate.enter()
             try:
                 self._limiter.acquire()
-                if halt.hard:  # the key was refused while this one waited its turn
+                if halt.is_set():  # a stop, or a refused key, while this one waited its turn
                     raise Interrupted()
             except BaseException:
                 gate.release(ticket)

@@ -156,15 +156,30 @@ def test_sender_retries_dropped_connections(fake_px):
     assert len(px.events) == 1 and stats.retries == 1
 
 
-def test_sender_does_not_wait_out_a_backoff_once_stopped(fake_px):
-    px, _ = fake_px
-    px.fail_first = 5
+def test_sender_starts_no_request_once_stopped(fake_px):
     stop = Halt()
     stop.set()  # a signal: soft
     sender, stats = _sender(fake_px, stop=stop)
     with pytest.raises(Interrupted):
         sender.call("GET", "/users/u1")
-    assert stats.total == 1
+    assert stats.total == 0
+
+
+def test_sender_does_not_wait_out_a_backoff_when_stopped_meanwhile(fake_px):
+    import threading
+    import time
+
+    px, _ = fake_px
+    px.fail_first = 5
+    stop = Halt()
+    px_client = PxClient(fake_px[1], "test-key-123", timeout=5)
+    stats = RequestStats()
+    sender = Sender(px_client, RetryPolicy(3, base=30.0, cap=30.0), RateLimiter(10_000), stop, stats)
+    threading.Timer(0.3, stop.set).start()  # the stop comes during the first 15-30 s backoff
+    started = time.monotonic()
+    with pytest.raises(Interrupted):
+        sender.call("GET", "/users/u1")
+    assert time.monotonic() - started < 5 and stats.total == 1
 
 
 def _user_plan(uid, body=None):

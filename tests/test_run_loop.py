@@ -114,6 +114,27 @@ def test_signal_while_producer_is_silent_stops_within_two_seconds_and_keeps_ever
     assert f"appended to {failed}" in err and "Traceback" not in err
 
 
+def test_no_request_starts_after_a_signal_even_within_the_event_in_flight(px_server, tmp_path):
+    px_server.px.latency = 1.5  # the identify's lookup is in flight when the signal comes
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = tmp_path / "events.ndjson"
+    events.write_text(json.dumps({"type": "identify", "userId": "new-user", "traits": {"email": "a@b.c"}}) + "\n")
+    ckpt = tmp_path / "run.ckpt"
+    proc = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
+    proc.stdin.close()
+    assert wait_until(lambda: len(px_server.px.requests) == 1)  # the GET has arrived
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert finish(proc) == 143
+    assert time.monotonic() - started < 3.0  # the GET's answer, and nothing after it
+    assert [(r.method, r.path) for r in px_server.px.requests] == [("GET", "/v1/users/new-user")]
+    px_server.px.latency = 0.0
+    again = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
+    again.stdin.close()
+    assert finish(again) == 0
+    assert list(px_server.px.users) == ["new-user"]  # the rerun sent the whole event
+
+
 def test_second_signal_exits_at_once_after_saving_the_checkpoint(px_server, tmp_path):
     px_server.px.latency = 3.0  # in flight far longer than the test waits
     cfg = write_config(tmp_path, px_server.base_url)
