@@ -231,7 +231,7 @@ class Coordinator:
         for record, plan in self._sink.halt():
             self._outstanding -= 1
             self._ledger.settle(record, INTERRUPTED, None, plan.type)
-        self._unsent_pending()
+        self._pending_to_unsent()
         deadline = time.monotonic() + self._settings.delivery.timeout + STOP_GRACE
         while self._outstanding > 0:
             left = deadline - time.monotonic()
@@ -243,7 +243,7 @@ class Coordinator:
                 message = None
             if message is not None:
                 self._handle(message)
-                self._unsent_pending()
+                self._pending_to_unsent()
             self._tick()
         self._drain_inbox()
         for record, plan in self._sink.abandon():  # no answer in time: not settled, a rerun sends it
@@ -259,9 +259,9 @@ class Coordinator:
             except queue.Empty:
                 break
             self._handle(message)
-        self._unsent_pending()
+        self._pending_to_unsent()
 
-    def _unsent_pending(self):
+    def _pending_to_unsent(self):
         ledger, checkpoint = self._ledger, self._ledger.checkpoint if self._resuming else None
         for batch in self._pending:
             for record in parse_batch(batch):
@@ -275,16 +275,29 @@ class Coordinator:
         self._pending = []
 
     def _abort(self):
-        """A second signal: save the checkpoint and leave now."""
+        """A second signal: keep what was read but not sent, save the checkpoint and leave now."""
         code = STOP_EXIT_CODES.get(self._stop.reason, 1)
         self._reader.stop()
-        self._ledger.save_checkpoint()
+        for record, plan in self._sink.halt():  # queued, never started: cheap to keep, so kept
+            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+        self._pending_to_unsent()
+        while True:  # what the reader already handed over; answers that came meanwhile are settled
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if message[0] in ("lines", "done"):
+                self._handle(message)
+        self._pending_to_unsent()
+        kept = self._ledger.stats.unsent_saved
+        self._ledger.close()  # the failed output closed, the checkpoint saved
         try:
             self._reporter.flush_out()
         except Exception:  # noqa: BLE001 - leaving anyway; stdout may be a closed pipe
             pass
-        os.write(2, b"gspx: aborted at once (second signal); the checkpoint is saved, "
-                    b"events in flight were not waited for\n")
+        where = f"; {kept:,} events read but not sent are in {self._ledger.failed_output}" if kept else ""
+        os.write(2, (f"gspx: aborted at once (second signal): the checkpoint is saved{where}; "
+                     "requests in flight were not waited for\n").encode())
         os._exit(code)
 
 

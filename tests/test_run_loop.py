@@ -176,6 +176,30 @@ def test_sigterm_with_checkpoint_then_rerun_delivers_every_event_exactly_once(px
     assert sent == list(range(200))  # nothing twice, nothing missing
 
 
+def test_second_signal_still_keeps_the_queued_events_of_a_pipe_in_the_failed_output(px_server, tmp_path):
+    px_server.px.latency = 3.0
+    cfg = write_config(tmp_path, px_server.base_url)
+    failed = tmp_path / "failed.ndjson"
+    proc = spawn(["-c", cfg, "--concurrency", "2", "--failed-output", str(failed)], tmp_path,
+                 stdout=subprocess.DEVNULL)
+    try:
+        for n in range(10):
+            feed(proc, track(n, user=f"u{n}"))
+        assert wait_until(lambda: len(px_server.px.requests) == 2)  # two in flight, eight queued
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert finish(proc) == 143
+        assert time.monotonic() - started < 1.5
+    finally:
+        proc.stdin.close()
+    kept = sorted(json.loads(line)["properties"]["n"] for line in failed.read_text().splitlines())
+    in_flight = {r.body["attributes"]["n"] for r in px_server.px.requests}
+    assert len(kept) == 8 and not in_flight & set(kept) and sorted(kept + list(in_flight)) == list(range(10))
+    assert "8 events read but not sent are in" in (tmp_path / "gspx.err").read_text()
+
+
 # -- a file still being written ----------------------------------------------------------------------
 
 
