@@ -161,7 +161,7 @@ class Checkpoint:
             else:
                 problem = _identity_problem(path, recorded)
                 if problem:
-                    raise ConfigError(f"{problem}. Use another --checkpoint to send it as a new input, or "
+                    raise ConfigError(f"{problem} Use another --checkpoint to send it as a new input, or "
                                       f"delete {self.path} to send everything again",
                                       key=f"--checkpoint {self.path}")
         return notes

@@ -25,7 +25,7 @@ TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to RE
 REPORT_REASONS = 20
 # why a run stopped early (--report `stopped`) -> the summary's words
 STOPS = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP (hang-up)",
-         "auth": "the API key was refused", "outage": "Gainsight PX staying unavailable (delivery.max_outage)",
+         "auth": "Gainsight PX refusing the API key", "outage": "Gainsight PX staying unavailable (delivery.max_outage)",
          "output": "an output that could not be written"}
 
 
@@ -172,7 +172,8 @@ class Reporter:
             why = f"Gainsight PX looks unavailable ({news.failures} failures in a row, last: {news.reason})"
             how = f"one probe at a time, the next in {_duration(next_in)}"
         self.warning(None, f"{why} since {since}: holding {waiting:,} events; {how}; "
-                           f"stopping (exit 4) if this lasts past {_duration(news.max_outage)} (delivery.max_outage)")
+                           f"stopping (exit 4) if this lasts past {_duration(news.max_outage)} "
+                           "(delivery.max_outage, --max-outage)")
 
     def request(self, method, url, status, ms, attempt):
         """--verbose: one line per request. The key travels in a header, never in the URL, so it never shows."""
@@ -246,7 +247,7 @@ class Reporter:
         if source is None:
             where = "waiting for input"
         elif read.bytes_total:
-            fraction = min(read.bytes_read / read.bytes_total, 1.0)
+            fraction = self._done_fraction()
             eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
             where = f"{source} {fraction:.0%} eta {'?' if eta is None else _clock(eta)}"
         else:  # standard input or a pipe: no size, so no percentage or ETA; lines over all inputs
@@ -261,7 +262,20 @@ class Reporter:
         verb = "dry run" if self.dry else "sending"
         where = f"{verb} {read.current}" if read.current and read.current != "-" else verb
         # bytes_total is known once the reader has started (None for stdin or a pipe: no %, no ETA)
-        self._progress.update(self._task, completed=read.bytes_read, total=read.bytes_total, description=where)
+        done = read.bytes_total * self._done_fraction() if read.bytes_total else read.bytes_read
+        self._progress.update(self._task, completed=done, total=read.bytes_total, description=where)
+
+    def _done_fraction(self):
+        """How much of the input is done: the share of its bytes read, times the share of the events
+        read that are settled. Bytes alone said 100% once a small file was read ahead, while most of
+        its events still waited for PX."""
+        stats, _, read = self._sources
+        fraction = min(read.bytes_read / read.bytes_total, 1.0)
+        if stats.read:
+            out = stats.outcomes
+            settled = out[DELIVERED] + out[SKIPPED] + out[FAILED] + out[INVALID] + out[INTERRUPTED]
+            fraction *= min(settled / stats.read, 1.0)
+        return fraction
 
     def stop(self):
         """End of the run: freeze the clock and take the progress display away."""
@@ -348,12 +362,18 @@ class Reporter:
         broken = result.stop_error if result.stop_reason == "output" else None  # the output that failed
         broken_option = getattr(broken, "option", None)
         if failed_output:
+            failed_lines = stats.failed_output_lines - stats.unsent_saved
             if broken_option == "--failed-output":
-                fact("failed output", f"{failed_output} (writing failed after {stats.failed_output_lines:,} lines: "
-                                      "the events it could not take are not settled, a rerun sends them)")
+                later = ("they are not settled: a rerun with the same --checkpoint sends them" if checkpoint
+                         else "the error lines above name them")
+                fact("failed output", f"{failed_output} (writing failed after {stats.failed_output_lines:,} lines; "
+                                      f"the events it could not take are in no file: {later})")
             elif stats.failed_output_lines:
-                fact("failed output", f"{failed_output} ({stats.failed_output_lines:,} lines appended; "
-                                      f"fix them and replay with `gspx send ... {failed_output}`)")
+                parts = [f"{failed_lines:,} failed: fix them"] if failed_lines else []
+                if stats.unsent_saved:
+                    parts.append(f"{stats.unsent_saved:,} not sent: as they are")
+                fact("failed output", f"{failed_output} ({stats.failed_output_lines:,} lines appended, "
+                                      f"{', '.join(parts)}; then `gspx send ... {failed_output}`)")
             else:
                 fact("failed output", f"{failed_output} (nothing appended)")
             if stats.not_copied:
@@ -369,7 +389,7 @@ class Reporter:
             why = f"{broken_option} {broken.path} that could not be written" if broken_option else STOPS[result.stop_reason]
             fact("stopped", f"by {why}; {out[INTERRUPTED]:,} events read but not sent")
         if out[INTERRUPTED]:
-            fact("not sent", _unsent_advice(stats, failed_output, checkpoint))
+            fact("not sent", _unsent_advice(stats, failed_output, checkpoint, broken_option == "--failed-output"))
         for name, value in facts:
             self._print_fact(name, value, narrow)
 
@@ -408,7 +428,7 @@ def _duration(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _unsent_advice(stats, failed_output, checkpoint):
+def _unsent_advice(stats, failed_output, checkpoint, failed_output_broken=False):
     """Where the events read but not sent are, and how to send them."""
     parts = []
     saved = stats.unsent_saved
@@ -417,6 +437,8 @@ def _unsent_advice(stats, failed_output, checkpoint):
     rest = stats.outcomes[INTERRUPTED] - saved
     if rest and checkpoint:
         parts.append(f"{rest:,} are sent by a rerun with the same --checkpoint")
+    elif rest and failed_output_broken:
+        parts.append(f"{rest:,} are in no file: --failed-output could not be written")
     elif rest:
         parts.append(f"{rest:,} are in no file: use --failed-output (or --checkpoint for files) to keep them")
     return "; ".join(parts)

@@ -359,5 +359,5 @@ def test_the_hold_warning_says_why_since_when_how_many_wait_and_when_the_next_tr
     assert first.startswith("warning: Gainsight PX looks unavailable (3 failures in a row, last: HTTP 503) "
                             "since 12:00:01: holding 412 events")
     assert "next in 8s" in first or "next in 7s" in first
-    assert "3h00m (delivery.max_outage)" in first
+    assert "3h00m (delivery.max_outage, --max-outage)" in first
     assert second == "Gainsight PX answers again, after 1m23s held; resuming at the full rate"

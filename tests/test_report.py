@@ -221,3 +221,17 @@ def test_failed_lines_too_long_to_copy_are_named_in_the_summary_and_report(tmp_p
     assert f"not copied (e.g. {events}:1)" in run.stderr
     assert json.loads(report.read_text())["failed_output_not_copied"] == [f"{events}:1"]
     assert not failed.exists()
+
+
+def test_progress_share_done_counts_events_still_waiting_for_px():
+    # a small file is read ahead at once: by bytes it would be 100% done while most events still wait
+    stats, read = Ledger().stats, ReadStats()
+    read.bytes_read = read.bytes_total = 1000
+    read.current = "events.ndjson"
+    stats.read = 100
+    stats.outcomes[DELIVERED] = 30
+    stats.outcomes[FAILED] = 10
+    reporter = Reporter(err=io.StringIO(), out=io.StringIO(), progress=False)
+    reporter.start(stats, RequestStats(), read)
+    assert reporter._done_fraction() == pytest.approx(0.4)
+    assert " 40% eta " in reporter._status_line()
