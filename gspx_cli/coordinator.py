@@ -2,6 +2,7 @@
 checkpoint; a reader thread feeds it, a sink (print or HTTP) takes each plan (STYLE habit 13).
 """
 
+import gc
 import os
 import queue
 import signal
@@ -15,6 +16,7 @@ from gspx_cli.mapping import Mapper
 from gspx_cli.plan import Invalid, Plan, Skipped
 from gspx_cli.reader import ReadStats, iter_line_batches, parse_batch
 
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 READ_AHEAD_BATCHES = 4  # batches read but not yet dispatched: bounds memory, and what a stop leaves unsent
 WAIT_SECONDS = 0.25  # the longest the coordinator sleeps: a signal or a stop is acted on within this
 CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
@@ -69,6 +71,20 @@ class RunResult:
 def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
         session=None):
     """Read, map and deliver (or print, for a dry run) every event; returns what happened."""
+    # The run makes ~10 containers per event and almost no cycles: the collector need not scan what
+    # start-up made (freeze), nor run every 700 allocations (measured ~3% of a dry run).
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
+    try:
+        return _run(settings, paths, reporter=reporter, ledger=ledger, dry_run=dry_run,
+                    max_line_bytes=max_line_bytes, stop=stop, stdin=stdin, session=session)
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session):
     from gspx_cli.sender import RequestStats
 
     stop = stop or StopFlag()
