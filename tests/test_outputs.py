@@ -191,14 +191,20 @@ def test_failed_output_removed_mid_run_stops_and_leaves_what_it_took_since_unset
 
 # -- the checkpoint lock ---------------------------------------------------------------------------
 
+def _first_run_waiting_on_stdin(px, cfg, tmp, ckpt):
+    """A run with ckpt that has sent one event and now waits on its open stdin: it holds the lock."""
+    first = start(["-c", cfg, "--checkpoint", ckpt, "-"], tmp, "first", stdin=subprocess.PIPE)
+    first.stdin.write((json.dumps(track(1)) + "\n").encode())
+    first.stdin.flush()
+    assert wait_until(lambda: len(px.events) == 1)  # past its lock, and waiting on stdin
+    return first
+
+
 def test_a_second_run_with_the_same_checkpoint_is_refused_while_the_first_is_alive(setup):
     px, cfg, tmp = setup
     ckpt = str(tmp / "run.ckpt")
-    first = start(["-c", cfg, "--checkpoint", ckpt, "-"], tmp, "first", stdin=subprocess.PIPE)
+    first = _first_run_waiting_on_stdin(px, cfg, tmp, ckpt)
     try:
-        first.stdin.write((json.dumps(track(1)) + "\n").encode())
-        first.stdin.flush()
-        assert wait_until(lambda: len(px.events) == 1)  # the first run is past its lock, and waiting on stdin
         second = gspx("send", "-c", cfg, "--checkpoint", ckpt, write_events(tmp, [track(2)]))
         assert second.exit_code == 2
         assert f"--checkpoint {ckpt}: in use by another gspx run" in second.stderr
@@ -216,11 +222,8 @@ def test_a_second_run_with_the_same_checkpoint_is_refused_while_the_first_is_ali
 def test_a_lock_left_by_a_killed_run_does_not_block_the_next(setup):
     px, cfg, tmp = setup
     ckpt = str(tmp / "run.ckpt")
-    first = start(["-c", cfg, "--checkpoint", ckpt, "-"], tmp, "first", stdin=subprocess.PIPE)
+    first = _first_run_waiting_on_stdin(px, cfg, tmp, ckpt)
     try:
-        first.stdin.write((json.dumps(track(1)) + "\n").encode())
-        first.stdin.flush()
-        assert wait_until(lambda: len(px.events) == 1)
         first.send_signal(signal.SIGKILL)
         assert finish(first) == -signal.SIGKILL
     finally:

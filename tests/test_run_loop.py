@@ -42,6 +42,16 @@ def feed(proc, line):
 
 
 
+def signal_twice(proc, gap):
+    """SIGTERM, and another gap seconds later: (exit status, whether it came within 1.5 s of the second)."""
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(gap)
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code = finish(proc)
+    return code, time.monotonic() - started < 1.5
+
+
 def read_line(stream, timeout):
     """One line from a pipe within timeout seconds, else None."""
     if not select.select([stream], [], [], timeout)[0]:
@@ -144,12 +154,7 @@ def test_second_signal_exits_at_once_after_saving_the_checkpoint(px_server, tmp_
     proc = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
     proc.stdin.close()
     assert wait_until(lambda: len(px_server.px.requests) >= 1)
-    proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    started = time.monotonic()
-    assert finish(proc) == 143
-    assert time.monotonic() - started < 1.5
+    assert signal_twice(proc, 0.5) == (143, True)
     assert json.loads(ckpt.read_text())["inputs"]  # saved before leaving
     assert "aborted at once" in (tmp_path / "gspx.err").read_text()
 
@@ -186,12 +191,7 @@ def test_second_signal_still_keeps_the_queued_events_of_a_pipe_in_the_failed_out
         for n in range(10):
             feed(proc, track(n, user=f"u{n}"))
         assert wait_until(lambda: len(px_server.px.requests) == 2)  # two in flight, eight queued
-        proc.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        assert finish(proc) == 143
-        assert time.monotonic() - started < 1.5
+        assert signal_twice(proc, 0.3) == (143, True)
     finally:
         proc.stdin.close()
     kept = sorted(json.loads(line)["properties"]["n"] for line in failed.read_text().splitlines())
