@@ -190,8 +190,9 @@ class Coordinator:
         if now >= self._next_save:
             self._ledger.save_checkpoint()
             self._next_save = now + CHECKPOINT_EVERY
-        if self._ledger.output_error is not None and not self._stop.is_set():
-            self._stop.set("output", self._ledger.output_error)
+        error = self._ledger.output_error or self._sink.error
+        if error is not None and not self._stop.is_set():
+            self._stop.set("output", error)
 
     def _settle_completion(self, record, outcome, reason, event_type):
         if outcome is FAILED:

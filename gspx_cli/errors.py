@@ -81,7 +81,8 @@ class OutputError(GspxError):
         self.path = path
         self.option = option
         reason = getattr(exc, "strerror", None) or str(exc)
-        super().__init__(f"cannot write {option} {path}: {reason}")
+        where = f"{option} {path}" if path else option
+        super().__init__(f"cannot write {where}: {reason}")
 
 
 class PxError(Exception):

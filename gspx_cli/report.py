@@ -111,6 +111,19 @@ class Reporter:
             self._bin.flush()
         self._out.flush()
 
+    def abandon_out(self):
+        """stdout cannot be written (a full disk): drop what is held and send the rest to /dev/null,
+        so that neither this run nor the interpreter's exit tries to write it again."""
+        if self._held:
+            self._held.clear()
+        try:
+            fd = self._out.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+
     def _dry_writer(self):
         """Lines kept and written in DRY_RUN_BLOCK blocks when stdout is a file or a pipe: each write
         lets the reader thread take the interpreter, so fewer writes are faster. Through the text
@@ -386,7 +399,8 @@ class Reporter:
             else:
                 fact("checkpoint", f"{checkpoint} (rerun with the same --checkpoint to skip what is done)")
         if result.stop_reason is not None:
-            why = f"{broken_option} {broken.path} that could not be written" if broken_option else STOPS[result.stop_reason]
+            broken_what = f"{broken_option} {broken.path}" if broken_option and broken.path else broken_option
+            why = f"{broken_what} that could not be written" if broken_option else STOPS[result.stop_reason]
             fact("stopped", f"by {why}; {out[INTERRUPTED]:,} events read but not sent")
         if out[INTERRUPTED]:
             fact("not sent", _unsent_advice(stats, failed_output, checkpoint, broken_option == "--failed-output"))

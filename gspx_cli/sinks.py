@@ -8,7 +8,7 @@ ledger or the checkpoint: the coordinator alone settles (STYLE habit 13).
 import threading
 from collections import deque
 
-from gspx_cli.errors import AuthRejectedError, OutageError, PxError
+from gspx_cli.errors import AuthRejectedError, OutageError, OutputError, PxError
 from gspx_cli.executor import Executor, new_known
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED
 from gspx_cli.plan import describe, surely_known
@@ -24,25 +24,40 @@ class PrintSink:
         self._base_url = base_url
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
         self._known = new_known()
+        self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
         known = self._known
-        self._reporter.dry_run(record, plan, describe(plan, self._base_url, known))
+        if self.error is None:
+            self._write(self._reporter.dry_run, record, plan, describe(plan, self._base_url, known))
         for kind, object_id in surely_known(plan, known):
             known[kind].add(object_id)
         return DELIVERED
 
     def record(self, record, result):
         """A skipped or invalid event has its line too."""
-        self._reporter.dry_run(record, result)
+        if self.error is None:
+            self._write(self._reporter.dry_run, record, result)
+
+    def _write(self, write, *args):
+        # BrokenPipeError (the reader of stdout left: `| head`) ends the run quietly in cli.py;
+        # any other write error (a full disk) stops it like a signal, with the summary and report.
+        try:
+            write(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            self.error = OutputError(None, "standard output", exc)
+            self._reporter.abandon_out()
 
     def has_room(self):
         return True
 
     def idle(self):
         """The reader has nothing more ready: what is printed reaches the reader of stdout now."""
-        self._reporter.flush_out()
+        if self.error is None:
+            self._write(self._reporter.flush_out)
 
     def halt(self):
         return []
@@ -51,11 +66,14 @@ class PrintSink:
         return []
 
     def close(self, timeout=0.0):
-        self._reporter.flush_out()
+        if self.error is None:
+            self._write(self._reporter.flush_out)
 
 
 class HttpSink:
     """Workers fed from per-user queues, so one user's events go in input order and users run in parallel."""
+
+    error = None  # its outputs are the ledger's; nothing of its own can fail to be written
 
     def __init__(self, settings, reporter, inbox, req_stats, session=None):
         from gspx_cli import gate

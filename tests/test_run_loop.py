@@ -242,6 +242,8 @@ def test_complete_last_line_without_line_end_is_an_ordinary_line(px_server, tmp_
 class FakeSink:
     """Takes plans and completes them only when the test says so; nothing is ever sent."""
 
+    error = None
+
     def __init__(self, inbox, room=True):
         self.inbox = inbox
         self.taken = []
@@ -345,3 +347,19 @@ def test_coordinator_takes_no_more_input_while_the_sink_is_full(tmp_path):
     coordinator.run()
     assert sink.taken == [] and ledger.stats.read == ledger.stats.outcomes["interrupted"]
     assert ledger.stats.read < 3000  # the reader was held back: at most a few batches read ahead
+
+
+def test_dry_run_to_a_full_disk_stops_with_a_message_not_a_traceback(tmp_path):
+    cfg = write_config(tmp_path, "https://px.example.test/v1")
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(track(n) + "\n" for n in range(3000)))  # more than one block of output
+    report = tmp_path / "report.json"
+    with open("/dev/full", "wb") as full:
+        proc = spawn(["--dry-run", "-c", cfg, "--report", str(report), str(events)], tmp_path, stdout=full)
+        proc.stdin.close()
+        assert finish(proc) == 1
+    err = (tmp_path / "gspx.err").read_text()
+    assert "error: cannot write standard output: No space left on device" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    data = json.loads(report.read_text())
+    assert data["stopped"] == "output" and data["read"] == data["delivered"] + data["not_sent"]
