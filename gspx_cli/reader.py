@@ -42,8 +42,9 @@ class Record:
 
     @property
     def where(self):
-        """FILE:LINE, as error lines and dry-run output name it."""
-        return f"{self.source}:{self.line_no}"
+        """FILE:LINE, as error lines and dry-run output name it; just FILE for an input that could
+        not be opened or read at all (line 0 is no line)."""
+        return f"{self.source}:{self.line_no}" if self.line_no else self.source
 
 
 class ReadStats:

@@ -391,3 +391,10 @@ def test_deep_nesting_among_plain_lines_is_still_refused(tmp_path):
     got = list(iter_records([write(tmp_path, "a.ndjson", T + b"\n" + deep + b"\n" + T + b"\n")]))
     assert [r.problem is None for r in got] == [True, False, True]
     assert "nested too deeply" in got[1].problem
+
+
+def test_an_input_unreadable_from_its_start_is_named_without_a_line_number(tmp_path):
+    path = write(tmp_path, "notgz.gz", b"")  # replaced below by text that is not gzip
+    (tmp_path / "notgz.gz").write_bytes(T + b"\n")
+    [record] = iter_records([path])
+    assert record.where == path and record.problem.startswith("cannot read further")
