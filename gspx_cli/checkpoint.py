@@ -65,6 +65,14 @@ class Checkpoint:
         parts = prior[record.line_no]
         return parts is None or record.index in parts
 
+    def skip_settled_before(self, record):
+        """True (and the record counted as settled) when an earlier run settled it beyond its prefix."""
+        if not self.already_settled(record):
+            return False
+        self.opened(record)
+        self.settled(record)
+        return True
+
     def opened(self, record):
         """Register a record read; the first of its line opens the line with all its events outstanding."""
         if record.line_no <= 0 or record.index:  # "cannot open": no line to remember; or not the line's first

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from gspx_cli import fields
 from gspx_cli.errors import STOP_EXIT_CODES
 from gspx_cli.ledger import FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper
@@ -22,7 +23,7 @@ WAIT_SECONDS = 0.25  # the longest the coordinator sleeps: a signal or a stop is
 CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
 STOP_GRACE = 1.0  # beyond delivery.timeout, for requests in flight to come back after a stop
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
-_EVENT_TYPES = frozenset({"identify", "group", "track", "page", "screen", "alias"})
+_EVENT_TYPES = fields.SENT_TYPES | fields.SKIPPED_TYPES
 
 
 class StopFlag:
@@ -210,9 +211,7 @@ class Coordinator:
             ledger.stats.read += len(batch)
         for record in batch:
             if checkpoint is not None:
-                if resuming and checkpoint.already_settled(record):
-                    checkpoint.opened(record)  # an earlier run settled it beyond its prefix: not again
-                    checkpoint.settled(record)
+                if resuming and checkpoint.skip_settled_before(record):
                     continue
                 read(record)
             if record.problem is not None:
@@ -245,9 +244,7 @@ class Coordinator:
     def _wind_down(self):
         """Nothing new starts; requests in flight get up to delivery.timeout; the rest is not sent."""
         self._reader.stop()
-        for record, plan in self._sink.halt():
-            self._outstanding -= 1
-            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+        self._unsent(self._sink.halt())
         self._pending_to_unsent()
         deadline = time.monotonic() + self._settings.delivery.timeout + STOP_GRACE
         while self._outstanding > 0:
@@ -263,9 +260,7 @@ class Coordinator:
                 self._pending_to_unsent()
             self._tick()
         self._drain_inbox()
-        for record, plan in self._sink.abandon():  # no answer in time: not settled, a rerun sends it
-            self._outstanding -= 1
-            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+        self._unsent(self._sink.abandon())  # no answer in time: not settled, a rerun sends it
         self._reader.join(2 * WAIT_SECONDS)  # it reads nothing more; let it hand over what it holds
         self._drain_inbox()
 
@@ -278,13 +273,17 @@ class Coordinator:
             self._handle(message)
         self._pending_to_unsent()
 
+    def _unsent(self, handed):
+        """(record, plan) pairs the sink holds that will not be sent (queued, or in flight too long)."""
+        for record, plan in handed:
+            self._outstanding -= 1
+            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+
     def _pending_to_unsent(self):
         ledger, checkpoint = self._ledger, self._ledger.checkpoint if self._resuming else None
         for batch in self._pending:
             for record in parse_batch(batch):
-                if checkpoint is not None and checkpoint.already_settled(record):
-                    checkpoint.opened(record)
-                    checkpoint.settled(record)
+                if checkpoint is not None and checkpoint.skip_settled_before(record):
                     continue
                 ledger.read(record)
                 ledger.settle(record, INTERRUPTED, None, _type_of(record))
@@ -295,17 +294,9 @@ class Coordinator:
         """A second signal: keep what was read but not sent, save the checkpoint and leave now."""
         code = STOP_EXIT_CODES.get(self._stop.reason, 1)
         self._reader.stop()
-        for record, plan in self._sink.halt():  # queued, never started: cheap to keep, so kept
-            self._ledger.settle(record, INTERRUPTED, None, plan.type)
+        self._unsent(self._sink.halt())  # queued, never started: cheap to keep, so kept
         self._pending_to_unsent()
-        while True:  # what the reader already handed over; answers that came meanwhile are settled
-            try:
-                message = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if message[0] in ("lines", "done"):
-                self._handle(message)
-        self._pending_to_unsent()
+        self._drain_inbox()  # what the reader already handed over; answers that came meanwhile
         kept = self._ledger.stats.unsent_saved
         self._ledger.close()  # the failed output closed, the checkpoint saved
         try:

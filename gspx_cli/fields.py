@@ -116,6 +116,7 @@ GROUP_USER_ID_PATHS = (
 GROUP_ID_PATHS = (("groupId",), ("traits", "groupId"))
 
 # MAPPING.md "Which events are sent at all"
+SENT_TYPES = frozenset({"identify", "group", "track"})  # Mapper has a handler for each
 SKIPPED_TYPES = frozenset({"page", "screen", "alias"})
 PX_INTEGRATION_NAMES = (
     "GAINSIGHT_PX",

@@ -66,8 +66,8 @@ class PrintSink:
         return []
 
     def close(self, timeout=0.0):
-        if self.error is None:
-            self._write(self._reporter.flush_out)
+        """The end of the run: the last lines out."""
+        self.idle()
 
 
 class HttpSink:
