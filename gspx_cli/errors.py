@@ -85,6 +85,11 @@ class OutputError(GspxError):
         super().__init__(f"cannot write {where}: {reason}")
 
 
+class Interrupted(Exception):
+    """The run is stopping (a signal, a refused key, an outage): no request starts, and the event in
+    flight is left unsettled so that a resume sends it whole."""
+
+
 class PxError(Exception):
     """A non-2xx answer (or a transport failure, status None) from Gainsight PX."""
 

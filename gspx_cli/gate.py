@@ -15,17 +15,29 @@ import threading
 import time
 from dataclasses import dataclass
 
-from gspx_cli.errors import OutageError
+from gspx_cli.errors import Interrupted, OutageError
 
-HOLD_AFTER_FAILURES = 3  # retryable failures in a row across the run, no answer in between, before holding
+HOLD_AFTER_FAILURES = 3  # retryable failures in a row across the run, no answer in between, before PX is suspect
 HOLD_MIN_REQUESTS = 2  # ... coming from at least this many requests: one request failing alone may be its own fault
+# ... and no answer at all for this long. A PX that fails each request's first attempts still answers
+# the third within ~1.5 s of backoff (0.5 s doubling): only silence longer than that says "down".
+HOLD_QUIET = 5.0
 PROBE_FIRST = 1.0  # CLI.md: probes about 1 s apart at first,
 PROBE_CAP = 30.0  # doubling, at most 30 s apart
+# The same request is the probe this many times in a row, so its attempts add up: a PX that fails only
+# the first attempts of each request lets it through. Then another request's turn, so a request that
+# fails for its own reasons cannot keep the gate shut.
+PROBE_TURNS = 3
 
 # what an attempt came back with, as the gate sees it
 ANSWERED = "answered"  # PX answered: 2xx, or a 4xx about this request (PX is up, whatever the request's fate)
 FAILED = "failed"  # a retryable status (429, 5xx)
 LOST = "lost"  # no answer: a timeout or a connection error
+
+# how a failed attempt stands, for the retry rule (sender.RetryPolicy)
+OPEN = "open"  # PX answers others: the failure is this request's, it spends a retry
+SUSPECT = "suspect"  # failures from several requests and no answer: maybe PX's; retried with backoff, for free
+CLOSED = "closed"  # holding or waiting out a Retry-After: the gate paces the request, for free
 
 
 class _Ticket:
@@ -40,14 +52,15 @@ class _Ticket:
 
 @dataclass(frozen=True)
 class GateNews:
-    """A hold or wait began ("hold", "wait") or ended ("end"); times are seconds on the gate's clock."""
+    """A hold or wait began ("hold", "wait") or ended ("end": PX answered; "waited": the Retry-After passed);
+    times are seconds on the gate's clock."""
 
     kind: str
     since: float  # when the episode began
     reason: str = ""  # e.g. "HTTP 503", "no answer within 10s (timeout)"
     failures: int = 0  # failures in a row that started it
     next_try: float | None = None  # when the next attempt may start
-    duration: float = 0.0  # for "end": how long it lasted
+    duration: float = 0.0  # for "end" and "waited": how long it lasted
     max_outage: float = 0.0
 
 
@@ -55,64 +68,87 @@ class GateState:
     """The gate's bookkeeping and its whole rule; not thread-safe (Gate locks it), reads no clock."""
 
     def __init__(self, max_outage, *, hold_after=HOLD_AFTER_FAILURES, min_requests=HOLD_MIN_REQUESTS,
-                 probe_first=PROBE_FIRST, probe_cap=PROBE_CAP):
+                 quiet=HOLD_QUIET, probe_first=PROBE_FIRST, probe_cap=PROBE_CAP, probe_turns=PROBE_TURNS):
         self.max_outage = max_outage
         self._hold_after = hold_after
         self._min_requests = min_requests
+        self._quiet = quiet
         self._probe_first = probe_first
         self._probe_cap = probe_cap
+        self._probe_turns = probe_turns
         self.streak = 0  # retryable failures since the last answer
         self._streak_requests = set()
         self._streak_all_lost = True  # the streak is only timeouts / connection errors
+        self._streak_since = None  # when the first failure of the streak came
         self.since = None  # start of the current hold or wait; None while open
         self.holding = False
         self.not_before = None  # Retry-After: no attempt starts before this
         self.probe_out = False
         self.next_probe = None
+        self.probe_owner = None  # the request whose turn it is to probe; None: whoever comes first
+        self._probe_fails = 0  # failed probes of the owner in a row
         self._interval = probe_first
         self.reason = ""
         self.outage = False  # held past max_outage: every waiting request gives up
         self.generation = 0  # bumped whenever the gate closes further; a ticket from before is stale
         self.holds = 0
         self.held_seconds = 0.0
+        self.news = []  # GateNews not yet told (Gate tells them outside its lock)
 
     @property
     def closed(self):
-        """True while holding or waiting (until PX answers again)."""
+        """True while holding or waiting."""
         return self.since is not None
 
-    def admit(self, now):
-        """("go" | "probe" | "outage", 0) or ("wait", seconds): may an attempt start now?"""
+    @property
+    def suspect(self):
+        """Failures in a row from several requests (or only lost answers), no answer since: maybe PX's fault."""
+        return self.streak >= self._hold_after and (
+            len(self._streak_requests) >= self._min_requests or self._streak_all_lost)
+
+    def admit(self, now, request=None):
+        """("go" | "probe" | "outage", 0) or ("wait", seconds): may an attempt of `request` start now?"""
         if self.since is None:
             return "go", 0.0
         deadline = self.since + self.max_outage
         if self.outage or now >= deadline:
             self.outage = True
             return "outage", 0.0
-        if self.not_before is not None and now < self.not_before:
-            return "wait", min(self.not_before, deadline) - now
+        if self.not_before is not None:
+            if now < self.not_before:
+                return "wait", min(self.not_before, deadline) - now
+            self.not_before = None  # waited out in full: whatever answers came meanwhile (CLI.md)
+            if not self.holding:
+                self._end(now, "waited")
+                return "go", 0.0
         if not self.holding:
-            return "go", 0.0  # the Retry-After has passed and nothing says PX is down: everyone goes
+            return "go", 0.0
         if self.probe_out:
             return "wait", deadline - now  # woken when the probe comes back
         if now < self.next_probe:
             return "wait", min(self.next_probe, deadline) - now
+        if self.probe_owner is not None and request != self.probe_owner:
+            return "wait", deadline - now  # the owner is on its way back to the gate: woken when it reports
         self.probe_out = True
+        self.probe_owner = request
         return "probe", 0.0
 
     def release(self, probe):
-        """An admitted attempt ended without a report (the run is stopping): free the probe slot."""
+        """An admitted attempt ended without a report (the run is stopping): free the probe slot and turn."""
         if probe:
             self.probe_out = False
+            self.probe_owner = None
+            self._probe_fails = 0
 
     def report(self, now, request, outcome, *, reason="", retry_after=None, probe=False):
-        """Take one attempt's outcome; returns GateNews when a hold or wait begins or ends, else None.
+        """Take one attempt's outcome; returns how a failure stands: OPEN, SUSPECT or CLOSED (module top).
 
-        The rule: PX is *down* after HOLD_AFTER_FAILURES retryable failures in a row across the run,
-        with no answer of any kind in between, from at least HOLD_MIN_REQUESTS different requests; a
+        The rule: PX is *down* when it has answered nothing for HOLD_QUIET seconds while failing
+        HOLD_AFTER_FAILURES attempts in a row from at least HOLD_MIN_REQUESTS different requests (a
         streak made only of timeouts and connection errors counts from one request too, since those
-        say nothing about the request. Any answer (a 2xx, or a 4xx about the request) means PX is up.
-        A request that fails while others get answers is "bad", and only it spends its retries.
+        say nothing about the request). Any answer (a 2xx, or a 4xx about the request) means PX is up
+        and ends a hold. A request that fails while others get answers is "bad", and only it spends
+        its retries. A Retry-After closes the gate for everyone until it has passed, answers or not.
         """
         if probe:
             self.probe_out = False
@@ -120,39 +156,46 @@ class GateState:
             self.streak = 0
             self._streak_requests.clear()
             self._streak_all_lost = True
-            if self.since is None:
-                return None
-            news = GateNews("end", self.since, self.reason, duration=now - self.since)
-            self.held_seconds += now - self.since
-            self.since = self.next_probe = self.not_before = None
-            self.holding = self.probe_out = False
-            self._interval = self._probe_first
-            return news
+            self._streak_since = None
+            if self.holding:
+                self.holding = False
+                self.next_probe = self.probe_owner = None
+                self._probe_fails = 0
+                self._interval = self._probe_first
+                if self.not_before is None:
+                    self._end(now, "end")
+            return OPEN
+        if self.streak == 0:
+            self._streak_since = now
         self.streak += 1
         self._streak_requests.add(request)
         self._streak_all_lost = self._streak_all_lost and outcome == LOST
-        news = None
         if retry_after:  # 0 or a date in the past: nothing to wait for
             until = now + retry_after
             if self.not_before is None or until > self.not_before:
                 self.not_before = until
                 self.generation += 1
             if self.since is None:
-                news = self._begin(now, "wait", f"{reason}, Retry-After {_seconds(retry_after)}")
+                self._begin(now, "wait", f"{reason}, Retry-After {_seconds(retry_after)}")
             if until > self.since + self.max_outage:
                 self.outage = True  # PX asks for longer than we may hold: waiting cannot help
-        if not self.holding and self.streak >= self._hold_after and (
-                len(self._streak_requests) >= self._min_requests or self._streak_all_lost):
+        if not self.holding and self.suspect and now - self._streak_since >= self._quiet:
             self.holding = True
             self._interval = self._probe_first
             self.next_probe = now + self._interval
+            self.probe_owner, self._probe_fails = None, 0
             self.generation += 1
             if self.since is None:
-                news = self._begin(now, "hold", reason)
+                self._begin(now, "hold", reason)
         elif self.holding and probe:
+            self._probe_fails += 1
+            if self._probe_fails >= self._probe_turns:  # its own fault, maybe: another request's turn
+                self.probe_owner, self._probe_fails = None, 0
             self._interval = min(self._probe_cap, self._interval * 2)
             self.next_probe = now + self._interval
-        return news
+        if self.since is not None:
+            return CLOSED
+        return SUSPECT if self.suspect else OPEN
 
     def close(self, now):
         """End of the run: a hold still going counts into held_seconds."""
@@ -160,13 +203,24 @@ class GateState:
             self.held_seconds += now - self.since
             self.since = None
 
+    def pop_news(self):
+        """The GateNews since the last call, oldest first."""
+        news, self.news = self.news, []
+        return news
+
     def _begin(self, now, kind, reason):
         self.since = now
         self.reason = reason
         self.holds += 1
         self.generation += 1
         next_try = self.not_before if kind == "wait" else self.next_probe
-        return GateNews(kind, now, reason, failures=self.streak, next_try=next_try, max_outage=self.max_outage)
+        self.news.append(GateNews(kind, now, reason, failures=self.streak, next_try=next_try,
+                                  max_outage=self.max_outage))
+
+    def _end(self, now, kind):
+        self.news.append(GateNews(kind, self.since, self.reason, duration=now - self.since))
+        self.held_seconds += now - self.since
+        self.since = None
 
 
 def _seconds(value):
@@ -191,26 +245,28 @@ class Gate:
         self._cond = threading.Condition()
         halt.on_set(self._wake)
 
-    def enter(self):
-        """Wait until an attempt may start; a _Ticket. Raises OutageError past max_outage, and
-        Interrupted (from sender) when the run stops meanwhile."""
+    def enter(self, request=None):
+        """Wait until an attempt of `request` may start; a _Ticket. Raises OutageError past max_outage,
+        and Interrupted when the run stops meanwhile."""
         state = self._state
         if not state.closed:  # the common case, without the lock (a stale read only lets one more go)
             return _Ticket(False, state.generation)
-        from gspx_cli.sender import Interrupted
-
-        with self._cond:
-            while True:
-                verdict, wait = state.admit(self._clock())
-                if verdict == "go":
-                    return _Ticket(False, state.generation)
-                if verdict == "probe":
-                    return _Ticket(True, state.generation)
-                if verdict == "outage":
-                    raise OutageError(self._outage_message())
-                if self._halt.is_set():
-                    raise Interrupted()
-                self._cond.wait(max(wait, 0.001))
+        try:
+            with self._cond:
+                while True:
+                    verdict, wait = state.admit(self._clock(), request)
+                    if verdict == "go":
+                        self._publish()
+                        return _Ticket(False, state.generation)
+                    if verdict == "probe":
+                        return _Ticket(True, state.generation)
+                    if verdict == "outage":
+                        raise OutageError(self._outage_message())
+                    if self._halt.is_set():
+                        raise Interrupted()
+                    self._cond.wait(max(wait, 0.001))
+        finally:
+            self._tell()
 
     def stale(self, ticket):
         """True when the gate closed while this attempt waited for its rate-limiter slot: re-enter."""
@@ -224,26 +280,33 @@ class Gate:
                 self._cond.notify_all()
 
     def report(self, ticket, request, outcome, *, reason="", retry_after=None):
-        """Tell the gate how an attempt went; returns True while the gate is closed (the attempt's
-        failure then does not use up the request's retries)."""
+        """Tell the gate how an attempt went; returns OPEN, SUSPECT or CLOSED (see GateState.report)."""
         state = self._state
-        if outcome == ANSWERED and not ticket.probe and state.streak == 0 and not state.closed:
-            return False  # the common case, without the lock
+        if outcome == ANSWERED and not ticket.probe and state.streak == 0 and not state.holding:
+            return OPEN  # the common case, without the lock
         with self._cond:
-            news = state.report(self._clock(), request, outcome, reason=reason, retry_after=retry_after,
-                                probe=ticket.probe)
-            closed = state.closed
+            standing = state.report(self._clock(), request, outcome, reason=reason, retry_after=retry_after,
+                                    probe=ticket.probe)
             self._publish()
             self._cond.notify_all()
-        if news is not None and self._on_news is not None:
-            self._on_news(self._to_wall(news))
-        return closed
+        self._tell()
+        return standing
 
     def close(self):
         """End of the run: count a hold still going."""
         with self._cond:
             self._state.close(self._clock())
             self._publish()
+
+    def _tell(self):
+        """Pass the news on, outside the lock: printing must not hold up the workers."""
+        if not self._state.news:
+            return
+        with self._cond:
+            news = self._state.pop_news()
+        if self._on_news is not None:
+            for item in news:
+                self._on_news(self._to_wall(item))
 
     def _publish(self):
         """Copy what the progress display, summary and --report show into RequestStats."""

@@ -27,6 +27,11 @@ _REDUCED_DATE = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 # ISO 8601 "24:00" (minutes, seconds and fraction all zero) ends the day; text is upper-cased here
 _HOUR_24 = re.compile(r"(.+?)[T ]24((?::?00){0,2}(?:[.,]0+)?)(Z|[+-][0-9:]+)?")
 _CONTROL_CHARS = re.compile("[\x00-\x1f]")
+# MAPPING.md: date and time are separated by T, t or one space, nothing else; fromisoformat() takes
+# any one character there ("2019-10-14X09:03", "20240129_1300"). The date part: YYYY-MM-DD, YYYYMMDD
+# or an ISO week date; group 1 is what follows it ("" at the end).
+_DATE_THEN = re.compile(r"\s*[0-9]{4}(?:-[0-9]{2}-[0-9]{2}|[0-9]{4}|-?W[0-9]{2}(?:-?[0-9])?)(.?)")
+_SEPARATORS = frozenset(("T", "t", " ", ""))
 # ids that cannot be one URL path segment: requests and servers resolve them (/users/.. -> /)
 _DOT_SEGMENTS = frozenset({".", ".."})
 # a JSON-style number; Python's int()/float() would also take "1_000", "nan", "infinity"
@@ -82,6 +87,9 @@ def to_epoch_ms(value, field="value", warnings=None):
             if parsed is None:
                 _warn(warnings, field, f"cannot parse timestamp {_show(value)}")
                 return None
+        if not (value[4:5] == "-" and value[10:11] in _SEPARATORS) and not _separated_well(value):
+            _warn(warnings, field, f"cannot parse timestamp {_show(value)}")
+            return None
         if parsed.tzinfo is None:  # no offset, or a bare date: UTC
             parsed = parsed.replace(tzinfo=timezone.utc)
         delta = parsed - _EPOCH
@@ -97,6 +105,12 @@ def to_epoch_ms(value, field="value", warnings=None):
         return _int64(int(value), field, warnings)  # int() truncates toward zero
     _warn(warnings, field, f"cannot parse timestamp {_show(value)}")
     return None
+
+
+def _separated_well(value):
+    """False when a date is followed by something other than T, t, one space or the end."""
+    match = _DATE_THEN.match(value)
+    return match is None or match.group(1) in _SEPARATORS
 
 
 def _parse_iso_slow(value):

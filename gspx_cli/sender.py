@@ -11,7 +11,8 @@ from datetime import timezone
 # requests and urllib3 (and px, built on them) are imported where a real send first needs them:
 # a dry run never does, and importing them is ~0.2 s of its start-up (issue 5).
 
-from gspx_cli.errors import AuthRejectedError, GspxError, PxError
+from gspx_cli.errors import AuthRejectedError, GspxError, Interrupted, PxError
+from gspx_cli.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate
 from gspx_cli.plan import object_path
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})  # issue 3; other 4xx are final
@@ -22,10 +23,6 @@ BACKOFF_CAP = 30.0
 # may be in PX twice (PX's API has no idempotency key). A repeated create of a user or account meets
 # 409 and becomes an update; PUTs are idempotent; GETs change nothing.
 DUPLICATING_KINDS = frozenset({"POST /events/custom"})
-
-
-class Interrupted(Exception):
-    """The run is stopping; the event is left unsettled so a resume sends it again."""
 
 
 class Halt:
@@ -53,11 +50,12 @@ class Halt:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do after a failed attempt: "retry" after delay, "hold" (the gate paces it, no retry
-    used up), "fail" the event, or "stop" the run."""
+    """What to do after a failed attempt: "retry" after delay (`spent`: it uses up one of the request's
+    retries), "hold" (the gate paces it, no retry used up), "fail" the event, or "stop" the run."""
 
     action: str
     delay: float = 0.0
+    spent: bool = True
 
 
 class RetryPolicy:
@@ -69,20 +67,25 @@ class RetryPolicy:
         self._base = base
         self._cap = cap
 
-    def decide(self, retries_done, status=None, *, held=False):
-        """status None means a timeout or connection error; held: the shared gate is closed (PX is
-        down, or asked everyone to wait), so the failure is PX's and costs the request nothing."""
+    def decide(self, retries_done, status=None, *, standing=OPEN, attempts=None):
+        """status None means a timeout or connection error. standing (gate.py): CLOSED, the gate holds
+        or waits, so the failure is PX's and the gate paces the request; SUSPECT, several requests fail
+        and none is answered, so it may be PX's: retried with backoff at no cost; OPEN, PX answers
+        others, so it is this request's and spends a retry. `attempts` (default retries_done + 1)
+        sets the backoff, which keeps growing through free retries."""
         if status in AUTH_STATUSES:
             return Decision("stop")
         if status is not None and status not in RETRYABLE_STATUSES:
             return Decision("fail")
-        if held:
-            return Decision("hold")
-        if retries_done >= self.max_retries:
+        if standing == CLOSED:
+            return Decision("hold", spent=False)
+        free = standing == SUSPECT
+        if not free and retries_done >= self.max_retries:
             return Decision("fail")
-        backoff = min(self._cap, self._base * 2**retries_done)
+        step = (retries_done + 1 if attempts is None else attempts) - 1
+        backoff = min(self._cap, self._base * 2 ** min(step, 32))
         delay = backoff / 2 + self._rand() * backoff / 2  # "equal jitter": spread, yet never near zero
-        return Decision("retry", delay)
+        return Decision("retry", delay, spent=not free)
 
 
 _DELAY_SECONDS = re.compile(r"\d+(\.\d+)?")  # RFC 9110: 1*DIGIT; a fraction is tolerated
@@ -162,8 +165,6 @@ class Sender:
     refused key."""
 
     def __init__(self, client, policy, limiter, halt, stats, on_request=None, *, gate=None, wall=time.time):
-        from gspx_cli.gate import Gate
-
         self._client = client
         self._policy = policy
         self._limiter = limiter
@@ -185,8 +186,6 @@ class Sender:
         """
         import requests
 
-        from gspx_cli.gate import ANSWERED, FAILED, LOST
-
         gate, halt = self._gate, self._halt
         kind = f"{method} {_path_kind(path)}"
         request = next(self._ids)
@@ -195,7 +194,7 @@ class Sender:
         while True:
             if halt.is_set():  # the run is stopping: nothing new starts (CLI.md "Interruptions")
                 raise Interrupted()
-            ticket = gate.enter()
+            ticket = gate.enter(request)
             try:
                 self._limiter.acquire()
                 if halt.is_set():  # a stop, or a refused key, while this one waited its turn
@@ -224,15 +223,14 @@ class Sender:
                 ms = (time.perf_counter() - started) * 1000
                 self._on_request(method, self._client.base_url + path, status or error, ms, attempts)
             if resp is not None and (resp.ok or status not in RETRYABLE_STATUSES):
-                gate.report(ticket, request, ANSWERED)  # PX answered: it is up, whatever this request's fate
+                standing = gate.report(ticket, request, ANSWERED)  # PX answered: it is up, whatever this request's fate
                 if resp.ok:
                     return resp
-                held = False
             else:
                 wait = retry_after_seconds(resp.retry_after, self._wall()) if resp is not None else None
-                held = gate.report(ticket, request, FAILED if resp is not None else LOST,
-                                   reason=f"HTTP {status}" if resp is not None else error, retry_after=wait)
-            decision = self._policy.decide(retries, status, held=held)
+                standing = gate.report(ticket, request, FAILED if resp is not None else LOST,
+                                       reason=f"HTTP {status}" if resp is not None else error, retry_after=wait)
+            decision = self._policy.decide(retries, status, standing=standing, attempts=attempts)
             if decision.action == "stop":
                 raise AuthRejectedError(status, self._client.base_url, resp.message)
             if decision.action == "fail":
@@ -245,7 +243,7 @@ class Sender:
             if decision.action == "retry":
                 if halt.wait(decision.delay):
                     raise Interrupted()
-                retries += 1
+                retries += decision.spent
 
 
 def _answer_lost(exc):

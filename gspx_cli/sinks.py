@@ -8,7 +8,7 @@ ledger or the checkpoint: the coordinator alone settles (STYLE habit 13).
 import threading
 from collections import deque
 
-from gspx_cli.errors import AuthRejectedError, OutageError, OutputError, PxError
+from gspx_cli.errors import AuthRejectedError, Interrupted, OutageError, OutputError, PxError
 from gspx_cli.executor import Executor, new_known
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED
 from gspx_cli.plan import describe, surely_known
@@ -89,7 +89,8 @@ class HttpSink:
         self._gate = gate.Gate(self._halt, d.max_outage, stats=req_stats,
                                on_news=lambda news: reporter.gate_news(news, self.waiting()),
                                hold_after=gate.HOLD_AFTER_FAILURES, min_requests=gate.HOLD_MIN_REQUESTS,
-                               probe_first=gate.PROBE_FIRST, probe_cap=gate.PROBE_CAP)
+                               quiet=gate.HOLD_QUIET, probe_first=gate.PROBE_FIRST, probe_cap=gate.PROBE_CAP,
+                               probe_turns=gate.PROBE_TURNS)
         sender = Sender(self._client, policy, RateLimiter(d.rate_limit), self._halt, req_stats,
                         on_request=reporter.request if reporter.verbose else None, gate=self._gate)
         self._executor = Executor(sender)
@@ -156,15 +157,15 @@ class HttpSink:
                 with self._report_lock:
                     del self._current[name]
                     if not self._abandoned:
-                        self._inbox.put(("done", record, outcome, reason, plan.type))
+                        # the stop first: a coordinator that sees its last completion must not end
+                        # the run as finished before it reads why the run stopped (a one-event input)
                         if stop is not None:
                             self._inbox.put(("stop",) + stop)
+                        self._inbox.put(("done", record, outcome, reason, plan.type))
                 self._queues.done(user)
 
     def _deliver(self, plan):
         """(outcome, reason, stop) of one event; stop is (reason, error) when the whole run must stop."""
-        from gspx_cli.sender import Interrupted
-
         if self._halt.is_set():  # queued, never started: not settled, so a resume sends it
             return INTERRUPTED, None, None
         try:

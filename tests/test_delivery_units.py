@@ -5,6 +5,7 @@ import email.utils
 import pytest
 
 from gspx_cli.executor import Executor
+from gspx_cli.gate import CLOSED, OPEN, SUSPECT
 from gspx_cli.sender import (Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
                              retry_after_seconds)
 from gspx_cli.errors import AuthRejectedError, PxError
@@ -43,10 +44,19 @@ def test_backoff_doubles_and_is_capped_with_jitter_inside_the_band():
 
 def test_a_failure_while_the_gate_holds_is_retried_without_using_up_retries():
     policy = RetryPolicy(2, rand=lambda: 0.0)
-    assert policy.decide(2, 503, held=True) == Decision("hold")  # out of retries, yet PX is down: hold
-    assert policy.decide(0, None, held=True) == Decision("hold")
-    assert policy.decide(0, 400, held=True) == Decision("fail")  # about this request, whatever PX's state
-    assert policy.decide(0, 401, held=True).action == "stop"
+    assert policy.decide(2, 503, standing=CLOSED) == Decision("hold", spent=False)  # out of retries, PX down
+    assert policy.decide(0, None, standing=CLOSED) == Decision("hold", spent=False)
+    assert policy.decide(0, 400, standing=CLOSED) == Decision("fail")  # about this request, whatever PX's state
+    assert policy.decide(0, 401, standing=CLOSED).action == "stop"
+
+
+def test_a_failure_while_px_is_suspect_is_retried_with_growing_backoff_at_no_cost():
+    policy = RetryPolicy(2, rand=lambda: 0.0, base=0.5, cap=30.0)
+    # out of retries, but several requests fail and none is answered: maybe PX's fault, so no retry is spent
+    assert policy.decide(2, 503, standing=SUSPECT, attempts=3) == Decision("retry", 1.0, spent=False)
+    assert policy.decide(2, None, standing=SUSPECT, attempts=6).delay == 8.0  # the backoff still grows
+    assert policy.decide(2, 503, standing=OPEN, attempts=3) == Decision("fail")  # PX answers others: its own
+    assert policy.decide(1, 503, standing=OPEN, attempts=2) == Decision("retry", 0.5)
 
 
 NOW = 1_700_000_000.0  # an injected "now" (epoch seconds) for Retry-After dates

@@ -12,16 +12,18 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from gspx_cli.errors import OutageError
-from gspx_cli.gate import ANSWERED, FAILED, LOST, Gate, GateState
+from gspx_cli.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate, GateState
 from gspx_cli.px import PxClient, error_message
-from gspx_cli.sender import Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender, _answer_lost
+from gspx_cli.errors import Interrupted
+from gspx_cli.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender, _answer_lost
 
 F, L, A = FAILED, LOST, ANSWERED
 
 
 def _state(max_outage=100.0, **kw):
-    return GateState(max_outage, **{"hold_after": 3, "min_requests": 2, "probe_first": 1.0, "probe_cap": 30.0,
-                                    **kw})
+    """The schedule tests start a hold as soon as PX is suspect (quiet=0); the quiet rule has its own tests."""
+    return GateState(max_outage, **{"hold_after": 3, "min_requests": 2, "quiet": 0.0, "probe_first": 1.0,
+                                    "probe_cap": 30.0, **kw})
 
 
 @pytest.mark.parametrize("attempts, holding", [
@@ -73,7 +75,9 @@ def test_the_first_answer_ends_the_hold_and_everyone_goes_again():
     for request in (1, 2, 3):
         state.report(10.0, request, F, reason="HTTP 503")
     assert state.admit(11.0)[0] == "probe"
-    news = state.report(11.5, 1, A, probe=True)
+    state.pop_news()
+    state.report(11.5, 1, A, probe=True)
+    [news] = state.pop_news()
     assert (news.kind, news.duration) == ("end", 1.5)
     assert [state.admit(11.5)[0] for _ in range(3)] == ["go", "go", "go"]
     assert (state.holds, state.held_seconds) == (1, 1.5)
@@ -89,7 +93,8 @@ def test_a_bad_request_answered_by_px_ends_the_hold_too():
     for request in (1, 2, 3):
         state.report(0.0, request, F)
     state.admit(1.0)
-    assert state.report(1.1, 1, A, probe=True).kind == "end"  # a 400 is an answer: PX is up
+    state.report(1.1, 1, A, probe=True)
+    assert state.pop_news()[-1].kind == "end"  # a 400 is an answer: PX is up
 
 
 def test_holding_past_max_outage_gives_up_for_every_waiting_request():
@@ -115,16 +120,21 @@ def test_waits_never_outlast_the_outage_deadline():
 @pytest.mark.parametrize("retry_after, closed", [(120.0, True), (0.5, True), (0.0, False), (None, False)])
 def test_a_retry_after_closes_the_gate_for_everyone_until_it_has_passed(retry_after, closed):
     state = _state(max_outage=10800.0)
-    news = state.report(100.0, 1, F, reason="HTTP 429", retry_after=retry_after)
+    standing = state.report(100.0, 1, F, reason="HTTP 429", retry_after=retry_after)
+    news = state.pop_news()
     assert state.closed is closed
     if not closed:
-        assert news is None and state.admit(100.0)[0] == "go"
+        assert news == [] and standing == OPEN and state.admit(100.0)[0] == "go"
         return
-    assert (news.kind, news.since, news.next_try) == ("wait", 100.0, 100.0 + retry_after)
-    assert "Retry-After" in news.reason and "HTTP 429" in news.reason
-    assert state.admit(100.0 + retry_after - 0.01)[0] == "wait"
+    assert standing == CLOSED  # the request waits at the gate: no retry spent
+    assert [(n.kind, n.since, n.next_try) for n in news] == [("wait", 100.0, 100.0 + retry_after)]
+    assert "Retry-After" in news[0].reason and "HTTP 429" in news[0].reason
+    state.report(100.0 + retry_after / 2, 2, A)  # an answer to a request sent before the 429
+    assert state.admit(100.0 + retry_after - 0.01)[0] == "wait"  # ... does not end the wait
+    assert state.pop_news() == []
     assert state.admit(100.0 + retry_after)[0] == "go"  # nothing says PX is down: all go, at the full rate
-    assert state.report(100.0 + retry_after + 0.2, 2, A).kind == "end"
+    [end] = state.pop_news()
+    assert (end.kind, end.duration) == ("waited", retry_after)
 
 
 def test_a_later_longer_retry_after_extends_the_wait_and_a_shorter_one_does_not_shorten_it():
@@ -198,7 +208,7 @@ def test_a_halt_wakes_a_request_waiting_out_a_two_minute_retry_after_at_once():
 
 
 def test_waiting_requests_give_up_with_outage_error_past_max_outage():
-    gate = Gate(Halt(), 0.3, hold_after=1, min_requests=1, probe_first=10.0)
+    gate = Gate(Halt(), 0.3, hold_after=1, min_requests=1, quiet=0.0, probe_first=10.0)
     gate.report(gate.enter(), 1, FAILED, reason="HTTP 503")
     started = time.monotonic()
     threads = [_in_thread(gate.enter) for _ in range(3)]
@@ -212,12 +222,14 @@ def test_waiting_requests_give_up_with_outage_error_past_max_outage():
 
 def test_the_gate_tells_once_when_a_wait_begins_and_once_when_it_ends_and_counts_the_time():
     news, stats = [], RequestStats()
-    gate = _closed_gate(Halt(), retry_after=0.2, stats=stats, on_news=news.append)
+    gate = Gate(Halt(), 600.0, stats=stats, on_news=news.append)
+    first, in_flight = gate.enter(), gate.enter()
+    gate.report(first, 1, FAILED, reason="HTTP 429", retry_after=0.2)
     assert stats.hold[0] == "waiting" and abs(stats.hold[1] - time.time()) < 1
-    gate.report(gate.enter(), 2, FAILED, retry_after=0.2)  # the same episode: no second line
+    gate.report(in_flight, 2, FAILED, retry_after=0.2)  # the same episode: no second line
     ticket = gate.enter()  # waits out the 0.2 s
     gate.report(ticket, 3, ANSWERED)
-    assert [n.kind for n in news] == ["wait", "end"]
+    assert [n.kind for n in news] == ["wait", "waited"]
     assert abs(news[0].since - time.time()) < 1  # wall-clock times, for people
     assert 0.15 < news[1].duration < 1 and stats.hold is None
     assert stats.holds == 1 and 0.15 < stats.held_seconds < 1
@@ -246,7 +258,8 @@ def _sender(fake_px, max_retries, **gate_kw):
 def test_a_held_request_keeps_its_retries_and_is_delivered_when_px_answers_again(fake_px):
     px, _ = fake_px
     px.fail_first = 4  # with one retry allowed and no hold, this event would fail
-    sender, stats = _sender(fake_px, 1, hold_after=2, min_requests=1, probe_first=0.001, probe_cap=0.002)
+    sender, stats = _sender(fake_px, 1, hold_after=2, min_requests=1, quiet=0.0, probe_first=0.001,
+                            probe_cap=0.002)
     assert sender.call("POST", "/events/custom", {"identifyId": "u", "eventName": "e"}).ok
     assert stats.total == 5 and stats.holds == 1 and len(px.events) == 1
 

@@ -103,6 +103,8 @@ def base_user(**fields_):
         ("2020-02-28T24:00Z", 1582934400000),  # leap year: 2020-02-29
         (" 2019-10-14T24:00:00Z\t", 1571097600000),
         ("\t2019-10-14\n", 1571011200000),
+        ("2019-10-14 09:03", 1571043780000),  # one space separates date and time too
+        ("20240129T1300", 1706533200000),  # the basic format, with its T
         (1571043797562, 1571043797562),  # a number is epoch ms
         (0, 0),
         (-5, -5),
@@ -128,6 +130,10 @@ def test_to_epoch_ms_converts(value, expected):
         ("0000", "cannot parse timestamp"),  # no year 0 in Python's calendar
         ("19", "cannot parse timestamp"),
         ("2019-10-14T24:00:01", "cannot parse timestamp"),  # only 24:00:00 exactly ends a day
+        ("2019-10-14X09:03", "cannot parse timestamp"),  # only T, t or one space between date and time
+        ("20240129_1300", "cannot parse timestamp"),  # (fromisoformat takes any one character there)
+        ("2019-10-14_09:03", "cannot parse timestamp"),
+        (" 2019-10-14X09:03", "cannot parse timestamp"),
         ("2019-10-14T24:30", "cannot parse timestamp"),
         ("2019-10-14T24:00:00.001Z", "cannot parse timestamp"),
         ("2019-10-14T25:00:00", "cannot parse timestamp"),
@@ -1096,11 +1102,20 @@ def test_track_event_name_is_a_non_empty_string_or_an_integer(name, event_name):
         ]),
         ({"properties": {"date": "x"}, "timestamp": " 2019-10-14T24:00 "}, ["properties.date: cannot parse timestamp 'x'; left out"]),
         ({"properties": {"date": "2019"}, "timestamp": "bad"}, []),  # a later source is not read
+        ({"properties": {"date": "20240129_1300"}, "timestamp": TS}, [  # not a date: the next source
+            "properties.date: cannot parse timestamp '20240129_1300'; left out"]),
     ],
 )
 def test_track_date_warns_about_each_unparseable_source_it_tries(extra, warnings):
     event = {**track(), **extra}
     assert list(MAPPER.map(event).warnings) == warnings
+
+
+def test_a_date_and_time_joined_by_another_character_is_warned_about_and_left_out_of_a_user():
+    result = MAPPER.map({"type": "identify", "userId": "u2", "traits": {"lastSeenDate": "2019-10-14X09:03"}})
+    upsert = result.steps[0]
+    assert "lastSeenDate" not in upsert.update_body
+    assert list(result.warnings) == ["traits.lastSeenDate: cannot parse timestamp '2019-10-14X09:03'; left out"]
 
 
 @pytest.mark.parametrize(
