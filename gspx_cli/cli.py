@@ -196,7 +196,17 @@ def init(path, force):
 @cli.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port.")
 @click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="Delay added to every answer.")
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of requests answered 503.")
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of requests answered --fail-status (503), at random.")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0,
+              help="Share of requests dropped unanswered (connection closed), at random.")
+@click.option("--fail-first", type=click.IntRange(min=0), default=0, metavar="K",
+              help="Answer the first K attempts of every distinct request with --fail-status: a flaky PX.")
+@click.option("--drop-first", type=click.IntRange(min=0), default=0, metavar="K",
+              help="Drop the first K attempts of every distinct request (before any --fail-first).")
+@click.option("--fail-status", type=click.IntRange(400, 599), default=503, show_default=True,
+              help="The status of --fail-first and --fail-rate failures (502 comes as a proxy's HTML page).")
+@click.option("--seed", type=int, help="Seed of the random failures, for a repeatable rehearsal.")
 @click.option("--api-key", help="Accept only this key (others get 401); default: any key.")
 @click.option("--outage-after", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Rehearse an outage: from this many seconds after start, answer every request with "
@@ -207,7 +217,8 @@ def init(path, force):
               help="The status answered during the outage (e.g. 429).")
 @click.option("--outage-retry-after", metavar="VALUE",
               help="A Retry-After header sent during the outage (seconds or an HTTP date).")
-def sandbox(port, latency_ms, fail_rate, api_key, outage_after, outage_for, outage_status, outage_retry_after):
+def sandbox(port, latency_ms, fail_rate, drop_rate, fail_first, drop_first, fail_status, seed, api_key, outage_after,
+            outage_for, outage_status, outage_retry_after):
     """Run a local stand-in of the Gainsight PX API, for rehearsals."""
     from gspx_cli import sandbox as sb
 
@@ -219,7 +230,8 @@ def sandbox(port, latency_ms, fail_rate, api_key, outage_after, outage_for, outa
     signal.signal(signal.SIGINT, signal.default_int_handler)
     sb.serve(port=port, latency_ms=latency_ms, fail_rate=fail_rate, api_key=api_key, out=sys.stderr,
              outage_after=outage_after, outage_for=outage_for, outage_status=outage_status,
-             outage_retry_after=outage_retry_after)
+             outage_retry_after=outage_retry_after, fail_first=fail_first, fail_status=fail_status,
+             drop_first=drop_first, drop_rate=drop_rate, seed=seed)
 
 
 def main():

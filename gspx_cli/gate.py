@@ -13,6 +13,7 @@ no clock (every method takes `now`), so its schedule is tested without sleeping 
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from gspx_cli.errors import Interrupted, OutageError
@@ -22,6 +23,13 @@ HOLD_MIN_REQUESTS = 2  # ... coming from at least this many requests: one reques
 # ... and no answer at all for this long. A PX that fails each request's first attempts still answers
 # the third within ~1.5 s of backoff (0.5 s doubling): only silence longer than that says "down".
 HOLD_QUIET = 5.0
+# PX is *flaky* when at least this share of the last FLAKY_WINDOW attempts failed, from at least
+# FLAKY_MIN_REQUESTS requests: the failures are its weather, not one request's, so retrying them spends
+# nothing (up to a bound, sender.FREE_RETRIES_PER_RETRY). At 40% of attempts failing, a request fails
+# 6 times in a row once in 250: with max_retries 5 a long backfill would lose events to weather.
+FLAKY_WINDOW = 100
+FLAKY_SHARE = 0.1
+FLAKY_MIN_REQUESTS = 3
 PROBE_FIRST = 1.0  # CLI.md: probes about 1 s apart at first,
 PROBE_CAP = 30.0  # doubling, at most 30 s apart
 # The same request is the probe this many times in a row, so its attempts add up: a PX that fails only
@@ -36,18 +44,20 @@ LOST = "lost"  # no answer: a timeout or a connection error
 
 # how a failed attempt stands, for the retry rule (sender.RetryPolicy)
 OPEN = "open"  # PX answers others: the failure is this request's, it spends a retry
-SUSPECT = "suspect"  # failures from several requests and no answer: maybe PX's; retried with backoff, for free
+SUSPECT = "suspect"  # PX fails many requests (flaky), or several and answers none: retried with backoff, free
 CLOSED = "closed"  # holding or waiting out a Retry-After: the gate paces the request, for free
 
 
 class _Ticket:
-    """The gate's permission for one attempt; `probe` when it is the one attempt allowed during a hold."""
+    """The gate's permission for one attempt; `probe` when it is the one attempt allowed during a hold;
+    `cohort` when it waited out a Retry-After and was let go the moment it passed."""
 
-    __slots__ = ("probe", "generation")
+    __slots__ = ("probe", "generation", "cohort")
 
-    def __init__(self, probe, generation):
+    def __init__(self, probe, generation, cohort=False):
         self.probe = probe
         self.generation = generation
+        self.cohort = cohort
 
 
 @dataclass(frozen=True)
@@ -91,8 +101,11 @@ class GateState:
         self.reason = ""
         self.outage = False  # held past max_outage: every waiting request gives up
         self.generation = 0  # bumped whenever the gate closes further; a ticket from before is stale
-        self.holds = 0
+        self.holds = 0  # episodes begun (holds and waits): also their numbers
+        self.ended = 0  # the number of the last episode that ended
         self.held_seconds = 0.0
+        self.attempts = 0  # attempts reported; answers are counted without the lock (Gate.report)
+        self._recent_failures = deque()  # (attempt number, request) of the failures among the last FLAKY_WINDOW
         self.news = []  # GateNews not yet told (Gate tells them outside its lock)
 
     @property
@@ -105,6 +118,16 @@ class GateState:
         """Failures in a row from several requests (or only lost answers), no answer since: maybe PX's fault."""
         return self.streak >= self._hold_after and (
             len(self._streak_requests) >= self._min_requests or self._streak_all_lost)
+
+    @property
+    def flaky(self):
+        """A share of the recent attempts of several requests failed: PX's weather, not one request's fault."""
+        recent = self._recent_failures
+        while recent and recent[0][0] <= self.attempts - FLAKY_WINDOW:
+            recent.popleft()
+        if len(recent) < max(FLAKY_MIN_REQUESTS, FLAKY_SHARE * min(self.attempts, FLAKY_WINDOW)):
+            return False
+        return len({request for _, request in recent}) >= FLAKY_MIN_REQUESTS
 
     def admit(self, now, request=None):
         """("go" | "probe" | "outage", 0) or ("wait", seconds): may an attempt of `request` start now?"""
@@ -152,6 +175,7 @@ class GateState:
         """
         if probe:
             self.probe_out = False
+        self.attempts += 1
         if outcome == ANSWERED:
             self.streak = 0
             self._streak_requests.clear()
@@ -165,6 +189,7 @@ class GateState:
                 if self.not_before is None:
                     self._end(now, "end")
             return OPEN
+        self._recent_failures.append((self.attempts, request))
         if self.streak == 0:
             self._streak_since = now
         self.streak += 1
@@ -195,7 +220,7 @@ class GateState:
             self.next_probe = now + self._interval
         if self.since is not None:
             return CLOSED
-        return SUSPECT if self.suspect else OPEN
+        return SUSPECT if self.suspect or self.flaky else OPEN
 
     def close(self, now):
         """End of the run: a hold still going counts into held_seconds."""
@@ -221,6 +246,7 @@ class GateState:
         self.news.append(GateNews(kind, self.since, self.reason, duration=now - self.since))
         self.held_seconds += now - self.since
         self.since = None
+        self.ended = self.holds
 
 
 def _seconds(value):
@@ -251,26 +277,37 @@ class Gate:
         state = self._state
         if not state.closed:  # the common case, without the lock (a stale read only lets one more go)
             return _Ticket(False, state.generation)
+        episode = None  # the hold or wait this request found the gate closed for
         try:
             with self._cond:
                 while True:
                     verdict, wait = state.admit(self._clock(), request)
                     if verdict == "go":
                         self._publish()
-                        return _Ticket(False, state.generation)
+                        if state.news:
+                            self._cond.notify_all()  # the wait is over: everyone waiting goes now
+                        return _Ticket(False, state.generation, cohort=episode is not None)
                     if verdict == "probe":
                         return _Ticket(True, state.generation)
                     if verdict == "outage":
                         raise OutageError(self._outage_message())
                     if self._halt.is_set():
                         raise Interrupted()
+                    if episode is None:
+                        episode = state.holds
+                    elif state.ended >= episode and not state.holding:
+                        # It waited out a Retry-After in full, and another began as the waiters were let
+                        # go: the waiters go together, as requests on the wire when a 429 comes do.
+                        # Else each Retry-After would let one request through (PX 429s each new one).
+                        return _Ticket(False, state.generation, cohort=True)
                     self._cond.wait(max(wait, 0.001))
         finally:
             self._tell()
 
     def stale(self, ticket):
-        """True when the gate closed while this attempt waited for its rate-limiter slot: re-enter."""
-        return not ticket.probe and ticket.generation != self._state.generation
+        """True when the gate closed while this attempt waited for its rate-limiter slot: re-enter. A
+        cohort let go when a Retry-After passed goes on (at most one attempt per worker)."""
+        return not (ticket.probe or ticket.cohort) and ticket.generation != self._state.generation
 
     def release(self, ticket):
         """The admitted attempt was not made (stopping): let another probe go."""
@@ -283,6 +320,7 @@ class Gate:
         """Tell the gate how an attempt went; returns OPEN, SUSPECT or CLOSED (see GateState.report)."""
         state = self._state
         if outcome == ANSWERED and not ticket.probe and state.streak == 0 and not state.holding:
+            state.attempts += 1  # a lost increment under a race only blurs the flaky share a little
             return OPEN  # the common case, without the lock
         with self._cond:
             standing = state.report(self._clock(), request, outcome, reason=reason, retry_after=retry_after,

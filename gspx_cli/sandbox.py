@@ -93,6 +93,11 @@ def _error(status, message, headers=None):
     return _json_reply(status, {"externalapierror": {"status": status, "message": message}}, headers)
 
 
+_BAD_GATEWAY_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+                     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                     b"</body>\r\n</html>\r\n")
+
+
 def _json_reply(status, obj, headers=None):
     body = json.dumps(obj, ensure_ascii=False).encode("utf-8")
     h = {"Content-Type": "application/json"}
@@ -103,12 +108,15 @@ def _json_reply(status, obj, headers=None):
 class FakePX:
     """In-memory Gainsight PX: users, accounts, custom events, a request log and fault knobs.
 
-    Order in handle(): an outage window, drop_first, fail_first, fail_next, fail_rate (all before auth
-    and state, like a proxy in front of PX), then forbid, then the API key, then the endpoint.
+    Order in handle(): an outage window, drop_first, fail_first, fail_next, drop_rate, fail_rate (all
+    before auth and state, like a proxy in front of PX), then forbid, then the API key, then the endpoint.
+    drop_first / fail_first count attempts of each distinct request (method, path, body): a PX that fails
+    every request at first. drop_rate / fail_rate are random shares of all attempts (seeded: `seed`).
+    A 502 is answered with a proxy's HTML page, as nginx in front of PX does.
     """
 
     def __init__(self, api_key=None, latency=0.0, fail_first=0, fail_status=503, retry_after=None,
-                 drop_first=0, fail_rate=0.0, seed=None, forbid=False):
+                 drop_first=0, fail_rate=0.0, seed=None, forbid=False, drop_rate=0.0):
         self.lock = threading.RLock()
         self.api_key = api_key
         self.latency = latency
@@ -117,6 +125,7 @@ class FakePX:
         self.retry_after = retry_after
         self.drop_first = drop_first
         self.fail_rate = fail_rate
+        self.drop_rate = drop_rate
         self.forbid = forbid
         self.users = {}
         self.accounts = {}
@@ -166,6 +175,7 @@ class FakePX:
             self.retry_after = None
             self.drop_first = 0
             self.fail_rate = 0.0
+            self.drop_rate = 0.0
             self.forbid = False
             self._fail_next = 0
             self._fail_next_status = None
@@ -212,8 +222,10 @@ class FakePX:
         if self._fail_next > 0:
             self._fail_next -= 1
             return self._failure(self._fail_next_status or self.fail_status)
+        if self.drop_rate and self._rng.random() < self.drop_rate:
+            return DROP
         if self.fail_rate and self._rng.random() < self.fail_rate:
-            return self._failure(503)
+            return self._failure(self.fail_status)
         if self.forbid:
             return _error(403, "The API key does not have write permission")
         key = hdrs.get(API_KEY_HEADER.lower(), "")
@@ -233,6 +245,8 @@ class FakePX:
     def _failure(self, status, retry_after=None):
         retry_after = self.retry_after if retry_after is None else retry_after
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        if status == 502:
+            return Reply(502, {"Content-Type": "text/html", **headers}, _BAD_GATEWAY_PAGE)
         return _error(status, "Service temporarily unavailable" if status != 429 else "Too many requests",
                       headers)
 
@@ -453,24 +467,33 @@ def add_to_responses(rsps, px, base_url):
 
 
 def serve(port=0, latency_ms=0, fail_rate=0.0, api_key=None, out=None, stop_event=None, outage_after=None,
-          outage_for=None, outage_status=503, outage_retry_after=None):
+          outage_for=None, outage_status=503, outage_retry_after=None, fail_first=0, fail_status=503,
+          drop_first=0, drop_rate=0.0, seed=None):
     """Run the sandbox until Ctrl-C (or stop_event), telling `out` how to use it; then the summary.
 
     outage_after / outage_for (seconds) open an outage window: every request is answered
     outage_status (with Retry-After: outage_retry_after, if given); outage_for None means to the end.
+    fail_first / drop_first fail the first attempts of every distinct request; fail_rate / drop_rate a
+    random share of all attempts (seeded by `seed`).
     """
     import sys
 
     out = out if out is not None else sys.stderr
-    px = FakePX(api_key=api_key, latency=(latency_ms or 0) / 1000.0, fail_rate=fail_rate or 0.0)
+    px = FakePX(api_key=api_key, latency=(latency_ms or 0) / 1000.0, fail_rate=fail_rate or 0.0,
+                fail_first=fail_first or 0, fail_status=fail_status, drop_first=drop_first or 0,
+                drop_rate=drop_rate or 0.0, seed=seed)
     if outage_after is not None or outage_for is not None:
         px.outage(outage_for, status=outage_status, retry_after=outage_retry_after, after=outage_after or 0.0)
     with SandboxServer(px, port=port) as server:
         key_note = "only the key given with --api-key" if api_key else "any non-empty API key"
         print(f"Gainsight PX sandbox listening on {server.base_url}", file=out)
         print(f"  use it with `base_url: {server.base_url}` in the config; it accepts {key_note}.", file=out)
-        if latency_ms or fail_rate:
-            print(f"  latency {latency_ms} ms, random 503 rate {fail_rate}", file=out)
+        if latency_ms or fail_rate or drop_rate:
+            print(f"  latency {latency_ms} ms, random {fail_status} rate {fail_rate}, random drop rate "
+                  f"{drop_rate or 0}", file=out)
+        if fail_first or drop_first:
+            print(f"  every distinct request: the first {drop_first or 0} attempts dropped, then "
+                  f"{fail_first or 0} answered {fail_status}", file=out)
         if px._outage is not None:
             length = f"for {outage_for:g} s" if outage_for is not None else "until stopped"
             ra = f" with Retry-After: {outage_retry_after}" if outage_retry_after is not None else ""

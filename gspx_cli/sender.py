@@ -19,6 +19,9 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})  # issue 3; other 4xx 
 AUTH_STATUSES = frozenset({401, 403})  # MAPPING.md: the key is refused, the run stops
 BACKOFF_BASE = 0.5  # seconds before the first retry, doubled each time
 BACKOFF_CAP = 30.0
+# Free retries (PX flaky or suspect, gate.py) a request may take per retry it is allowed: weather must
+# not fail events, yet a request PX always refuses must end even in bad weather (max_retries 5: 20 attempts).
+FREE_RETRIES_PER_RETRY = 3
 # Kinds whose repeat creates a second object in PX: a retried custom event whose first answer was lost
 # may be in PX twice (PX's API has no idempotency key). A repeated create of a user or account meets
 # 409 and becomes an update; PUTs are idempotent; GETs change nothing.
@@ -67,19 +70,20 @@ class RetryPolicy:
         self._base = base
         self._cap = cap
 
-    def decide(self, retries_done, status=None, *, standing=OPEN, attempts=None):
+    def decide(self, retries_done, status=None, *, standing=OPEN, attempts=None, free_done=0):
         """status None means a timeout or connection error. standing (gate.py): CLOSED, the gate holds
-        or waits, so the failure is PX's and the gate paces the request; SUSPECT, several requests fail
-        and none is answered, so it may be PX's: retried with backoff at no cost; OPEN, PX answers
-        others, so it is this request's and spends a retry. `attempts` (default retries_done + 1)
-        sets the backoff, which keeps growing through free retries."""
+        or waits, so the failure is PX's and the gate paces the request; SUSPECT, PX fails many requests,
+        so it is likely PX's: retried with backoff at no cost, up to FREE_RETRIES_PER_RETRY x max_retries
+        free retries (`free_done` so far); OPEN, PX answers others, so it is this request's and spends a
+        retry. `attempts` (default retries_done + 1) sets the backoff, which keeps growing through free
+        retries."""
         if status in AUTH_STATUSES:
             return Decision("stop")
         if status is not None and status not in RETRYABLE_STATUSES:
             return Decision("fail")
         if standing == CLOSED:
             return Decision("hold", spent=False)
-        free = standing == SUSPECT
+        free = standing == SUSPECT and free_done < FREE_RETRIES_PER_RETRY * self.max_retries
         if not free and retries_done >= self.max_retries:
             return Decision("fail")
         step = (retries_done + 1 if attempts is None else attempts) - 1
@@ -189,7 +193,7 @@ class Sender:
         gate, halt = self._gate, self._halt
         kind = f"{method} {_path_kind(path)}"
         request = next(self._ids)
-        retries = attempts = 0
+        retries = attempts = free = 0
         unconfirmed = False  # the previous attempt may have been applied although no answer came
         while True:
             if halt.is_set():  # the run is stopping: nothing new starts (CLI.md "Interruptions")
@@ -230,20 +234,22 @@ class Sender:
                 wait = retry_after_seconds(resp.retry_after, self._wall()) if resp is not None else None
                 standing = gate.report(ticket, request, FAILED if resp is not None else LOST,
                                        reason=f"HTTP {status}" if resp is not None else error, retry_after=wait)
-            decision = self._policy.decide(retries, status, standing=standing, attempts=attempts)
+            decision = self._policy.decide(retries, status, standing=standing, attempts=attempts, free_done=free)
             if decision.action == "stop":
                 raise AuthRejectedError(status, self._client.base_url, resp.message)
             if decision.action == "fail":
                 if resp is not None and status not in RETRYABLE_STATUSES:
                     return resp
                 detail = f"HTTP {status}: {resp.message}" if resp is not None else error
-                raise PxError(status, f"{method} {path}: {detail} (gave up after {retries} retries)")
+                weather = f" and {free} more while PX was failing others too" if free else ""
+                raise PxError(status, f"{method} {path}: {detail} (gave up after {retries} retries{weather})")
             if halt.is_set():  # stopping: no wait is sat out, at the gate or here
                 raise Interrupted()
             if decision.action == "retry":
                 if halt.wait(decision.delay):
                     raise Interrupted()
                 retries += decision.spent
+                free += not decision.spent
 
 
 def _answer_lost(exc):
