@@ -69,6 +69,13 @@ def _config_option(f):
 @click.option("--max-retries", type=int, help="Retries of one request (delivery.max_retries).")
 @click.option("--max-outage", type=float, metavar="SECONDS",
               help="Hold events this long while PX is unavailable, then stop with exit 4 (delivery.max_outage).")
+@click.option("--upsert", type=click.Choice(["update-first", "create-first"]),
+              help="The order of a user or account upsert (delivery.upsert): update-first where objects "
+                   "exist (the PX tag runs), create-first to fill an empty subscription.")
+@click.option("--no-dedupe", is_flag=True, help="Send an event even when its messageId was already delivered.")
+@click.option("--daily-budget", type=int, metavar="N",
+              help="At most N requests per UTC day, then stop with exit 5 (delivery.daily_budget); shared by "
+                   "the runs of one --checkpoint.")
 @click.option("--limit-api-for-group", is_flag=True, default=None, help="The fewer-calls group flow.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")
@@ -81,18 +88,21 @@ def _config_option(f):
               help="One line per request on stderr: method, URL, status, milliseconds, attempt.")
 @click.pass_context
 def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
-         max_outage, limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
+         max_outage, upsert, no_dedupe, daily_budget, limit_api_for_group, max_line_bytes, report_path, progress,
+         quiet, verbose):
     """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX.
 
     Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
     Exit status: 0 all delivered or skipped, 1 some events failed or an output (--failed-output,
     --checkpoint, --report) could not be written, 2 usage or config error,
-    3 API key refused, 4 PX unavailable too long, 129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).
+    3 API key refused, 4 PX unavailable too long, 5 the day's request budget is spent,
+    129/130/143 interrupted (SIGHUP/SIGINT/SIGTERM).
     """
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose cannot be used together")
     overrides = {"concurrency": concurrency, "rate_limit": rate_limit, "max_retries": max_retries,
-                 "max_outage": max_outage, "limit_api_for_group": limit_api_for_group}
+                 "max_outage": max_outage, "upsert": upsert, "daily_budget": daily_budget,
+                 "limit_api_for_group": limit_api_for_group}
     settings = config.load_settings(config_path, overrides=overrides, require_api_key=not dry_run)
     reporter = report.Reporter(verbose=verbose, quiet=quiet, progress=progress)
     for warning in settings.warnings:
@@ -114,14 +124,15 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
             check_writable(report_path, "--report")
         if (not files or "-" in files) and sys.stdin.isatty():
             reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
-        code = _run(settings, files, reporter, ledger, report_path, dry_run=dry_run, max_line_bytes=max_line_bytes)
+        code = _run(settings, files, reporter, ledger, report_path, dry_run=dry_run, max_line_bytes=max_line_bytes,
+                    dedupe=not no_dedupe)
     finally:
         if lock is not None:
             lock.release()
     ctx.exit(int(code))
 
 
-def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes):
+def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes, dedupe):
     """The run, the summary and the report; returns the exit code."""
     failed_output = ledger.failed_output
     checkpoint = ledger.checkpoint.path if ledger.checkpoint is not None else None
@@ -129,7 +140,7 @@ def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_by
     restore = coordinator.install_signal_handlers(stop)
     try:  # our handlers stay until the summary and report are out: a Ctrl-C there is no KeyboardInterrupt
         result = coordinator.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
-                                 max_line_bytes=max_line_bytes, stop=stop)
+                                 max_line_bytes=max_line_bytes, stop=stop, dedupe=dedupe)
         code = exit_code(result)
         if result.stop_error is not None:
             reporter.error(str(result.stop_error))

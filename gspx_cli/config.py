@@ -37,7 +37,8 @@ TOP_LEVEL_KEYS = (
     "limit_api_for_group",
     "delivery",
 )
-DELIVERY_KEYS = ("concurrency", "rate_limit", "max_retries", "timeout", "max_outage")
+DELIVERY_KEYS = ("concurrency", "rate_limit", "max_retries", "timeout", "max_outage", "upsert", "daily_budget")
+UPSERT_ORDERS = ("update-first", "create-first")  # MAPPING.md "Upserts"
 MAP_ROW_KEYS = ("from", "to")
 
 # Command-line flag behind each override key, for error messages.
@@ -47,6 +48,8 @@ OVERRIDE_FLAGS = {
     "max_retries": "--max-retries",
     "timeout": "--timeout",
     "max_outage": "--max-outage",
+    "upsert": "--upsert",
+    "daily_budget": "--daily-budget",
     "limit_api_for_group": "--limit-api-for-group",
 }
 
@@ -89,6 +92,9 @@ delivery:
   max_retries: 5       # retries of one request after a retryable failure
   timeout: 10          # seconds per request
   max_outage: 10800    # seconds to hold events while PX is unavailable (3 h), then stop with exit 4
+  upsert: update-first # or create-first, for a subscription that is still empty (MAPPING.md "Upserts")
+  # daily_budget: 600000 # requests per UTC day at most, then stop with exit 5 (PX allows ~1,000,000
+  #                      # per day per subscription, shared with your live pipeline)
 """
 
 
@@ -103,6 +109,8 @@ class DeliverySettings:
     # seconds to hold events while PX is unavailable before the run stops (exit 4); 3 h, as long as
     # RudderStack's own router retries a failing destination (Router.retryTimeWindow 180 min)
     max_outage: float = 10800.0
+    upsert: str = "update-first"  # MAPPING.md "Upserts": right where the PX tag runs and objects exist
+    daily_budget: int | None = None  # requests per UTC day at most (exit 5); None: no budget
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,8 @@ def describe_settings(settings):
         ("delivery.max_retries", str(d.max_retries)),
         ("delivery.timeout", f"{d.timeout:g} s"),
         ("delivery.max_outage", f"{d.max_outage:g} s"),
+        ("delivery.upsert", d.upsert),
+        ("delivery.daily_budget", f"{d.daily_budget:,} requests per UTC day" if d.daily_budget else "none"),
     ]
 
 
@@ -490,13 +500,19 @@ def _apply_overrides(settings, overrides):
 
 def _check_delivery(name, value, file, key):
     """Type and range of one delivery setting (CLI.md "Ranges")."""
-    if name in ("concurrency", "max_retries"):
+    if name == "upsert":
+        if value not in UPSERT_ORDERS:
+            raise ConfigError(f"expected {' or '.join(UPSERT_ORDERS)}, got {_got(value)}", file=file, key=key)
+        return value
+    if name in ("concurrency", "max_retries", "daily_budget"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"expected a whole number, got {_got(value)}", file=file, key=key)
         if name == "concurrency" and not 1 <= value <= MAX_CONCURRENCY:
             raise ConfigError(f"expected 1 to {MAX_CONCURRENCY}, got {value}", file=file, key=key)
         if name == "max_retries" and value < 0:
             raise ConfigError(f"expected 0 or more, got {value}", file=file, key=key)
+        if name == "daily_budget" and value < 1:
+            raise ConfigError(f"expected 1 or more, got {value}", file=file, key=key)
         return value
     # rate_limit (requests per second) and timeout (seconds): any positive number; max_outage: 0 or more
     if isinstance(value, bool) or not isinstance(value, (int, float)):

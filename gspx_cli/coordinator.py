@@ -11,10 +11,12 @@ import time
 from dataclasses import dataclass
 
 from gspx_cli import fields
+from gspx_cli.budget import DailyBudget, utc_day
+from gspx_cli.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.errors import STOP_EXIT_CODES
-from gspx_cli.ledger import FAILED, INTERRUPTED, INVALID, SKIPPED
+from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper
-from gspx_cli.plan import Invalid, Plan, Skipped
+from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.reader import ReadStats, iter_line_batches, parse_batch
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
@@ -67,10 +69,11 @@ class RunResult:
     read: ReadStats
     stop_reason: str | None = None
     stop_error: object = None
+    estimate: object = None  # estimate.Estimate of a dry run: what a live run would cost
 
 
 def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
-        session=None):
+        session=None, dedupe=True, clock=time.time):
     """Read, map and deliver (or print, for a dry run) every event; returns what happened."""
     # The run makes ~10 containers per event and almost no cycles: the collector need not scan what
     # start-up made (freeze), nor run every 700 allocations (measured ~3% of a dry run).
@@ -79,18 +82,21 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
     gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
     try:
         return _run(settings, paths, reporter=reporter, ledger=ledger, dry_run=dry_run,
-                    max_line_bytes=max_line_bytes, stop=stop, stdin=stdin, session=session)
+                    max_line_bytes=max_line_bytes, stop=stop, stdin=stdin, session=session, dedupe=dedupe,
+                    clock=clock)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
-def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session):
+def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock):
     from gspx_cli.sender import RequestStats
 
     stop = stop or StopFlag()
     req_stats = RequestStats()
     inbox = queue.SimpleQueue()
+    store = getattr(ledger.checkpoint, "store", None)
+    budget = None
     if dry_run:
         from gspx_cli.sinks import PrintSink
 
@@ -98,21 +104,28 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
     else:
         from gspx_cli.sinks import HttpSink
 
-        sink = HttpSink(settings, reporter, inbox, req_stats, session)
+        # every request is counted per UTC day (the checkpoint keeps the counts); a budget caps them
+        today = utc_day(clock())
+        budget = DailyBudget(settings.delivery.daily_budget,
+                             {today: store.requests_on(today)} if store is not None else None, clock=clock)
+        sink = HttpSink(settings, reporter, inbox, req_stats, session, budget=budget)
     coordinator = Coordinator(settings, paths, sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
-                              stop=stop, max_line_bytes=max_line_bytes, stdin=stdin)
+                              stop=stop, max_line_bytes=max_line_bytes, stdin=stdin, dedupe=dedupe,
+                              budget=budget)
     reporter.start(ledger.stats, req_stats, coordinator.read_stats, dry_run=dry_run)
     try:
         coordinator.run()
     finally:
         reporter.stop()
-    return RunResult(ledger.stats, req_stats, coordinator.read_stats, stop.reason, stop.error)
+    estimate = sink.estimate if dry_run else None
+    return RunResult(ledger.stats, req_stats, coordinator.read_stats, stop.reason, stop.error, estimate)
 
 
 class Coordinator:
     """The one loop that settles events: takes read batches, maps, hands plans to the sink, settles completions."""
 
-    def __init__(self, settings, paths, *, sink, inbox, reporter, ledger, stop, max_line_bytes, stdin=None):
+    def __init__(self, settings, paths, *, sink, inbox, reporter, ledger, stop, max_line_bytes, stdin=None,
+                 dedupe=True, budget=None):
         self._settings = settings
         self._sink = sink
         self._inbox = inbox
@@ -126,6 +139,13 @@ class Coordinator:
         self._next_save = time.monotonic() + CHECKPOINT_EVERY
         self.read_stats = ReadStats()
         checkpoint = ledger.checkpoint
+        # the run's memory (CLI.md "The checkpoint"): a dry run settles nothing, so it remembers in memory
+        self._store = getattr(checkpoint, "store", None) if sink.remembers else None
+        self._budget = budget
+        self._messages = None
+        if dedupe:
+            self._messages = StoredMemory(self._store) if self._store is not None else RunMemory()
+        self._message_events = {}  # messageId -> events with it handed to the sink and not completed
         self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
         self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
                                skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin)
@@ -141,6 +161,7 @@ class Coordinator:
             try:
                 self._sink.close(timeout=0.0 if self._stop.is_set() else 5.0)  # after a stop, in flight was waited for
             finally:  # also when stdout went away (BrokenPipeError): the checkpoint is saved
+                self._count_requests()
                 self._ledger.close()
                 if self._ledger.output_error is not None:
                     self._stop.set("output", self._ledger.output_error)
@@ -174,8 +195,11 @@ class Coordinator:
         if kind == "lines":
             self._pending.append(message[1])
         elif kind == "done":
-            _, record, outcome, reason, event_type = message
+            _, record, outcome, reason, event_type, facts = message
             self._outstanding -= 1
+            if facts and self._store is not None:
+                for fact in facts:
+                    self._store.add_object(*fact)
             self._settle_completion(record, outcome, reason, event_type)
         elif kind == "stop":
             self._stop.set(message[1], message[2])
@@ -189,15 +213,25 @@ class Coordinator:
             self._abort()
         now = time.monotonic()
         if now >= self._next_save:
-            self._ledger.save_checkpoint()
+            self._save()
             self._next_save = now + CHECKPOINT_EVERY
         error = self._ledger.output_error or self._sink.error
         if error is not None and not self._stop.is_set():
             self._stop.set("output", error)
 
-    def _settle_completion(self, record, outcome, reason, event_type):
+    def _settle_completion(self, record, outcome, reason, event_type, message_id=None):
         if outcome is FAILED:
             self._reporter.event_failed(record.where, reason)
+        message_id = message_id or _message_id_of(record)
+        if message_id is not None and self._messages is not None:
+            if outcome is DELIVERED:
+                self._messages.add(message_id, record.source, record.line_no)
+            left = self._message_events.get(message_id, 1) - 1
+            if left <= 0:
+                self._message_events.pop(message_id, None)
+                self._sink.forget(message_id)
+            else:
+                self._message_events[message_id] = left
         self._ledger.settle(record, outcome, reason, event_type)
 
     def _dispatch(self, batch):
@@ -227,11 +261,22 @@ class Coordinator:
                     ledger.warn()
             kind = type(result)
             if kind is Plan:
+                message_id = result.message_id
+                if message_id is not None and self._messages is not None:
+                    first = self._messages.delivered_at(message_id)
+                    if first is not None:  # MAPPING.md "Duplicate events": never sent twice
+                        sink.record(record, Skipped(result.type, f"{DUPLICATE}, first at {first}" if first
+                                                    else DUPLICATE))
+                        settle(record, SKIPPED, DUPLICATE, result.type)
+                        continue
+                    self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
+                if self._store is not None:
+                    self._recall(result)
                 done = submit(record, result)
                 if done is None:
                     self._outstanding += 1
                 else:
-                    settle(record, done, None, result.type)
+                    self._settle_completion(record, done, None, result.type, message_id)
                 continue
             sink.record(record, result)
             if kind is Skipped:
@@ -239,6 +284,32 @@ class Coordinator:
             else:
                 reporter.event_failed(record.where, result.message)
                 settle(record, INVALID, result.message, result.type)
+
+    def _recall(self, plan):
+        """Tell the sink what the checkpoint knows of the plan's objects (known to exist, last write)."""
+        known, store = self._sink.known, self._store
+        for step in plan.steps:
+            kind = type(step)
+            if kind is Upsert or kind is Update:
+                object_kind, object_id = step.kind, step.id
+            elif kind is RequireUser:
+                object_kind, object_id = "user", step.user_id
+            else:
+                continue
+            if known[object_kind].get(object_id) is None:
+                last = store.last_write(object_kind, object_id)
+                if last is not None:
+                    known[object_kind].add(object_id, last)
+
+    def _save(self):
+        """The checkpoint, with the requests counted per UTC day since the last save."""
+        self._count_requests()
+        self._ledger.save_checkpoint()
+
+    def _count_requests(self):
+        if self._budget is not None and self._store is not None:
+            for day, count in self._budget.drain().items():
+                self._store.add_requests(day, count)
 
     # -- stopping -----------------------------------------------------------------------------------
     def _wind_down(self):
@@ -298,6 +369,7 @@ class Coordinator:
         self._pending_to_unsent()
         self._drain_inbox()  # what the reader already handed over; answers that came meanwhile
         kept = self._ledger.stats.unsent_saved
+        self._count_requests()
         self._ledger.close()  # the failed output closed, the checkpoint saved
         try:
             self._reporter.flush_out()
@@ -307,6 +379,13 @@ class Coordinator:
         os.write(2, (f"gspx: aborted at once (second signal): the checkpoint is saved{where}; "
                      "requests in flight were not waited for\n").encode())
         os._exit(code)
+
+
+def _message_id_of(record):
+    """The messageId of a record's event (a completion carries the record, not the plan)."""
+    event = record.event
+    value = event.get("messageId") if event is not None else None
+    return value if value.__class__ is str and value else None
 
 
 def _type_of(record):

@@ -11,6 +11,7 @@ class ExitCode(IntEnum):
     CONFIG = 2
     AUTH = 3
     OUTAGE = 4
+    BUDGET = 5
     SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
@@ -23,6 +24,7 @@ STOP_EXIT_CODES = {
     "SIGHUP": ExitCode.SIGHUP,
     "auth": ExitCode.AUTH,
     "outage": ExitCode.OUTAGE,
+    "budget": ExitCode.BUDGET,
     "output": ExitCode.EVENTS_FAILED,
 }
 
@@ -70,6 +72,22 @@ class OutageError(GspxError):
     """Gainsight PX stayed unavailable for longer than delivery.max_outage: the run stops (exit 4)."""
 
     exit_code = ExitCode.OUTAGE
+
+
+class BudgetSpentError(GspxError):
+    """The day's request budget (--daily-budget) is spent: the run stops (exit 5)."""
+
+    exit_code = ExitCode.BUDGET
+
+    def __init__(self, limit, used, day, seconds_left):
+        self.limit = limit
+        self.day = day
+        hours, minutes = int(seconds_left // 3600), int(seconds_left % 3600 // 60)
+        super().__init__(
+            f"the day's request budget is spent: {used:,} requests on {day} (UTC), "
+            f"--daily-budget / delivery.daily_budget {limit:,}. The next UTC day starts at 00:00 UTC, in "
+            f"{hours}h{minutes:02d}m: run the same command again then, with the same --checkpoint, to go on"
+        )
 
 
 class OutputError(GspxError):

@@ -136,6 +136,18 @@ def _dumps_bytes(obj, option, end):
     return dumps(obj).encode("utf-8") + end
 
 
+def digest(obj):
+    """A short fingerprint of a JSON value: equal for equal values, whatever the order of object keys
+    (MAPPING.md "Unchanged writes"); kept in the checkpoint for every object written."""
+    import hashlib
+
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # ints beyond 64 bits: the stdlib writes them exactly
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hashlib.blake2b(text, digest_size=12).hexdigest()
+
+
 def _reject_lone_surrogates(value):
     # "\ud800" parses into a str that cannot be encoded as UTF-8, so no body could ever carry it
     try:

@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timedelta, timezone
 
 from . import fields, jsonio
-from .plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Upsert, Write, object_path
+from .plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write
 
 # MAPPING.md: "outside the signed 64-bit range" is what a PX numeric field cannot hold
 INT64_MIN = -(2**63)
@@ -407,12 +407,19 @@ def _event_time(event, warnings, date=None):
     return None
 
 
+def _message_id(event):
+    """The event's messageId when it is a non-empty string (MAPPING.md "Duplicate events"), else None."""
+    value = event.get("messageId")
+    return value if value.__class__ is str and value else None
+
+
 class Mapper:
     """Maps events for one run's Settings; everything per-run is computed here, once."""
 
     def __init__(self, settings):
         self._key = settings.product_tag_key
         self._limit_api_for_group = bool(settings.limit_api_for_group)
+        self._create_first = settings.delivery.upsert == "create-first"
         self._global_context = settings.global_context or None
 
         location = ((_LOCATION, fields.LOCATION_FIELDS), (_COORDINATES, fields.COORDINATE_FIELDS))
@@ -482,8 +489,9 @@ class Mapper:
             if when is not None:
                 create.setdefault("signUpDate", when)
                 create.setdefault("createDate", when)
-        step = Upsert(kind="user", id=user_id, update_body=body, create_body=create)
-        return Plan(event_type, user_id, (step,), tuple(warnings) if warnings else _NO_WARNINGS)
+        step = Upsert(kind="user", id=user_id, update_body=body, create_body=create, create_first=self._create_first)
+        return Plan(event_type, user_id, (step,), tuple(warnings) if warnings else _NO_WARNINGS,
+                    _message_id(event))
 
     # ---- group (MAPPING.md "group -> create or update a PX Account, then attach the user") ----
 
@@ -532,11 +540,12 @@ class Mapper:
                 )
         upsert = Upsert(
             kind="account", id=group_id, update_body=body, create_body=create,
-            create_error=create_error, put_first=limit,
+            create_error=create_error, create_first=self._create_first,
         )
-        attach = Write("PUT", object_path("user", user_id), {"accountId": group_id})
+        attach = Update("user", user_id, {"accountId": group_id})
         steps = (upsert, attach) if limit else (RequireUser(user_id), upsert, attach)
-        return Plan(event_type, user_id, steps, tuple(warnings) if warnings else _NO_WARNINGS)
+        return Plan(event_type, user_id, steps, tuple(warnings) if warnings else _NO_WARNINGS,
+                    _message_id(event))
 
     # ---- track (MAPPING.md "track -> one PX custom event") ----
 
@@ -598,7 +607,7 @@ class Mapper:
         if global_context:
             body["globalContext"] = global_context
         return Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),),
-                    tuple(warnings) if warnings else _NO_WARNINGS)
+                    tuple(warnings) if warnings else _NO_WARNINGS, _message_id(event))
 
     def _event_global_context(self, properties, warnings):
         # MAPPING.md: a non-empty properties.globalContext wins over the configured one

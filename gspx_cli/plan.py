@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from gspx_cli.jsonio import digest
+
 # MAPPING.md "Gainsight PX REST API": create path, then one object's path
 _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
 CUSTOM_EVENTS_PATH = "/events/custom"
@@ -35,11 +37,11 @@ def create_path(kind):
 
 @dataclass(**_VALUE)
 class Upsert:
-    """Create or update one PX user/account (MAPPING.md identify, group step 2).
+    """Create or update one PX user/account (MAPPING.md identify, group step 2, "Upserts").
 
-    Default: look up (unless known to exist), then PUT update_body or POST create_body.
-    put_first (limit_api_for_group): PUT, and create only when PX says the object is missing.
-    A create refused as a duplicate is retried once as the PUT.
+    update-first: PUT update_body, and POST create_body when PX says the object is missing;
+    create_first: POST create_body, and PUT update_body when PX refuses the create. An object known to
+    exist gets the PUT alone, and no request at all when update_body is its last write's.
     """
 
     kind: str  # "user" | "account"
@@ -47,7 +49,16 @@ class Upsert:
     update_body: dict
     create_body: dict | None  # None: this event may not create the object (see create_error)
     create_error: str | None = None
-    put_first: bool = False
+    create_first: bool = False
+
+
+@dataclass(**_VALUE)
+class Update:
+    """PUT one body to an object that must exist (group step 3, the attach); not repeated when unchanged."""
+
+    kind: str
+    id: str
+    body: dict
 
 
 @dataclass(**_VALUE)
@@ -65,6 +76,7 @@ class Plan:
     user_id: str
     steps: tuple
     warnings: tuple = ()
+    message_id: str | None = None  # the event's messageId: an event is never sent twice (MAPPING.md "Upserts")
 
 
 @dataclass(**_VALUE)
@@ -92,9 +104,9 @@ class Invalid:
 class Call:
     """One request a plan may make, and where each kind of answer leads.
 
-    ok / missing / conflict: the index of the next Call (len(calls): the event is done; ok None:
-    the next one), or for missing a message to fail the event with; None: that answer fails the
-    event with PX's message.
+    ok / missing / refused: the index of the next Call (len(calls): the event is done; ok None: the
+    next one), or for missing a message to fail the event with (CREATE_MESSAGE: the message of the
+    create refused just before); None: that answer fails the event with PX's message.
     """
 
     method: str
@@ -103,20 +115,26 @@ class Call:
     when: str | None = None  # the case in which it is made (dry-run `when`); None: always
     ok: int | None = None
     missing: object = None
-    conflict: int | None = None
+    refused: int | None = None  # a create refused (any 400, or 409): MAPPING.md "Upserts"
     known: tuple | None = None  # (kind, id) known to exist once this call succeeds
+    wrote: dict | None = None  # the update body this write leaves in PX (its digest is remembered)
+    alt: int | None = None  # where the object being in the other state than expected leads (estimates)
+    fresh: bool = False  # a call of an upsert whose object was not known: its answer tells found or created
 
 
-# One unconditional write (attach a user to an account, post a custom event) is a plan step that
-# is already its own Call: mapping builds it once and the executor and the dry run read it as is.
+# One unconditional write (post a custom event) is a plan step that is already its own Call: mapping
+# builds it once and the executor and the dry run read it as is.
 Write = Call
+CREATE_MESSAGE = object()  # Call.missing: fail with the refused create's message (MAPPING.md "Upserts")
 
 
-def expand(plan, known):
-    """The Calls of a Plan, given the ids known to exist (known[kind] supports `in`), in listing order.
+def expand(plan, known, unchanged=None):
+    """The Calls of a Plan, given what is known of PX (known[kind].get(id): None when not known to exist,
+    else the digest of the last write, "" when unknown), in listing order.
 
     Every path the executor can take is a run of these calls in this order, so the dry run's listing
-    holds every request a live run could make for the event (CLI.md "Dry-run output").
+    holds every request a live run could make for the event (CLI.md "Dry-run output"). Writes that
+    would repeat the object's last write are left out and, when `unchanged` is a list, named in it.
     """
     calls = []
     for step in plan.steps:
@@ -124,57 +142,70 @@ def expand(plan, known):
         if kind is Call:
             calls.append(step)
         elif kind is RequireUser:
-            if step.user_id not in known["user"]:
+            if known["user"].get(step.user_id) is None:
                 calls.append(Call("GET", object_path("user", step.user_id), None,
                                   "user not known to exist yet; a 404 fails the event", ok=len(calls) + 1,
                                   missing=f"user '{step.user_id}' not found in Gainsight PX: "
                                           "an identify for this user must come first",
                                   known=("user", step.user_id)))
+        elif kind is Update:
+            if _unchanged(known, step.kind, step.id, step.body, unchanged):
+                continue
+            calls.append(Call("PUT", object_path(step.kind, step.id), step.body, ok=len(calls) + 1,
+                              known=(step.kind, step.id), wrote=step.body))
         else:
-            _expand_upsert(step, step.id in known[step.kind], calls)
+            last = known[step.kind].get(step.id)
+            if last is not None and _unchanged(known, step.kind, step.id, step.update_body, unchanged):
+                continue
+            _expand_upsert(step, last is not None, calls)
     return calls
 
 
+def _unchanged(known, kind, object_id, body, unchanged):
+    last = known[kind].get(object_id)
+    if not last or last != digest(body):
+        return False
+    if unchanged is not None:
+        unchanged.append((kind, object_id))
+    return True
+
+
 def _expand_upsert(step, is_known, calls):
-    # MAPPING.md identify / group step 2 / "Fewer calls", and a create refused as a duplicate -> the PUT
+    # MAPPING.md "Upserts": update-first or create-first; an object known to exist gets the PUT first
     kind, at = step.kind, len(calls)
-    mark = (kind, step.id)
+    mark, body, fresh = (kind, step.id), step.update_body, not is_known
     path = object_path(kind, step.id)
-    creatable = step.create_body is not None
-    if is_known and not step.put_first:  # known to exist: the update is the whole flow
-        calls.append(Call("PUT", path, step.update_body, ok=at + 1, known=mark))
+    if step.create_body is None:  # may not create: the update alone, and "not found" fails the event
+        calls.append(Call("PUT", path, body, ok=at + 1, missing=step.create_error, known=mark, wrote=body,
+                          fresh=fresh))
         return
-    if step.put_first:
-        if not creatable:
-            calls.append(Call("PUT", path, step.update_body, ok=at + 1, missing=step.create_error, known=mark))
-            return
-        done = at + 3
-        calls.append(Call("PUT", path, step.update_body, ok=done, missing=at + 1, known=mark))
-        calls.append(Call("POST", create_path(kind), step.create_body, f"PUT says the {kind} is not found",
-                          ok=done, conflict=at + 2, known=mark))
-        calls.append(Call("PUT", path, step.update_body, "the create was refused: it was made meanwhile",
-                          ok=done, known=mark))
+    if is_known:  # known to exist (this run, or the checkpoint): the PUT alone, PX's "not found" fails it
+        calls.append(Call("PUT", path, body, ok=at + 1, known=mark, wrote=body))
         return
-    lookup = f"{kind} not known to exist yet"
-    if not creatable:
+    if step.create_first:
         done = at + 2
-        calls.append(Call("GET", path, None, lookup, ok=at + 1, missing=step.create_error, known=mark))
-        calls.append(Call("PUT", path, step.update_body,
-                          f"{kind} exists; when it is not found, the event fails: {step.create_error}",
-                          ok=done, known=mark))
+        calls.append(Call("POST", create_path(kind), step.create_body, ok=done, refused=at + 1, known=mark,
+                          wrote=body, alt=at + 1, fresh=True))
+        calls.append(Call("PUT", path, body, f"the create was refused: the {kind} exists", ok=done,
+                          missing=CREATE_MESSAGE, known=mark, wrote=body, fresh=True))
         return
     done = at + 3
-    calls.append(Call("GET", path, None, lookup, ok=at + 2, missing=at + 1, known=mark))
-    calls.append(Call("POST", create_path(kind), step.create_body, f"{kind} not found", ok=done,
-                      conflict=at + 2, known=mark))
-    calls.append(Call("PUT", path, step.update_body, f"{kind} exists, or its create was refused as a duplicate",
-                      ok=done, known=mark))
+    calls.append(Call("PUT", path, body, ok=done, missing=at + 1, known=mark, wrote=body, alt=at + 1, fresh=True))
+    calls.append(Call("POST", create_path(kind), step.create_body, f"PUT says the {kind} is not found",
+                      ok=done, refused=at + 2, known=mark, wrote=body, fresh=True))
+    calls.append(Call("PUT", path, body, "the create was refused: it was made meanwhile", ok=done,
+                      missing=CREATE_MESSAGE, known=mark, wrote=body, fresh=True))
 
 
-def describe(plan, base_url, known=None):
+def describe(plan, base_url, known=None, unchanged=None):
     """The dry-run `requests` list for a Plan (CLI.md "Dry-run output"), from the same Calls a live run walks."""
+    return listing(expand(plan, known or _NOTHING_KNOWN, unchanged), base_url)
+
+
+def listing(calls, base_url):
+    """The dry-run `requests` list of expanded Calls."""
     out = []
-    for call in expand(plan, known or _NOTHING_KNOWN):
+    for call in calls:
         if call.body is None:
             item = {"method": call.method, "url": base_url + call.path}
         else:
@@ -185,8 +216,31 @@ def describe(plan, base_url, known=None):
     return out
 
 
+def paths_cost(calls):
+    """(fewest, most) requests of a listing: every object in the state the upsert order expects, or
+    none (CLI.md "Cost estimate"); each as a list of request kinds ("PUT /users")."""
+    return _walk(calls, False), _walk(calls, True)
+
+
+def _walk(calls, other_state):
+    out, i = [], 0
+    while i < len(calls):
+        call = calls[i]
+        out.append(f"{call.method} {request_kind(call.path)}")
+        nxt = call.alt if other_state and call.alt is not None else call.ok
+        i = i + 1 if nxt is None else nxt
+    return out
+
+
+def request_kind(path):
+    """The endpoint of a path, for counts: "/users", "/accounts", "/events/custom"."""
+    parts = path.split("/", 2)
+    return "/" + parts[1] if parts[1] != "events" else path
+
+
 def surely_known(plan, known):
-    """The ids that a successful run of the plan is sure to leave existing, for a dry run's `known`.
+    """The (kind, id, digest) that a successful run of the plan is sure to leave in PX, for a dry run's
+    `known`: the digest of the last body written, "" for an object only found to exist.
 
     Only what cannot fail against a healthy PX: a group whose user is not known may fail (user not
     found), so it teaches nothing; an account this event cannot create may not exist.
@@ -197,13 +251,25 @@ def surely_known(plan, known):
     for step in plan.steps:
         kind = type(step)
         if kind is RequireUser:
-            if step.user_id not in known["user"]:
+            if known["user"].get(step.user_id) is None:
                 return learnt
         elif kind is Upsert:
-            if step.create_body is None and step.id not in known[step.kind]:
+            if step.create_body is None and known[step.kind].get(step.id) is None:
                 return learnt
-            learnt.append((step.kind, step.id))
+            learnt.append((step.kind, step.id, digest(step.update_body)))
+        elif kind is Update:  # the attach: sure only of a user known or made by this very plan
+            if known[step.kind].get(step.id) is None and (step.kind, step.id) not in {k[:2] for k in learnt}:
+                return learnt
+            learnt.append((step.kind, step.id, digest(step.body)))
     return learnt
 
 
-_NOTHING_KNOWN = {"user": (), "account": ()}
+class _Nothing:
+    """Nothing known: every get() is None."""
+
+    @staticmethod
+    def get(object_id, default=None):
+        return default
+
+
+_NOTHING_KNOWN = {"user": _Nothing(), "account": _Nothing()}

@@ -26,13 +26,14 @@ class PxResponse:
         return 200 <= self.status < 300
 
     @property
-    def conflict(self):
-        """A create refused because the object already exists (MAPPING.md group, last paragraph)."""
-        return self.status == 409 or (self.status == 400 and "already exist" in self.message.lower())
+    def refused(self):
+        """A create refused: any 400 (PX's "Bad request, possible duplicate", whose text is not
+        documented) or 409 (older stand-ins); MAPPING.md "Upserts"."""
+        return self.status == 400 or self.status == 409
 
     @property
     def missing(self):
-        """PX says the object does not exist (MAPPING.md fewer-calls flow)."""
+        """PX says the object does not exist (MAPPING.md "Upserts": 404, or a 400 saying "not found")."""
         return self.status == 404 or (self.status == 400 and "not found" in self.message.lower())
 
 

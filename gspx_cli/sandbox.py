@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -90,12 +91,16 @@ def _classify(path):
 
 def _error(status, message, headers=None):
     """A Reply with the PX error body {"externalapierror": {"status", "message"}}."""
-    return _json_reply(status, {"externalapierror": {"status": status, "message": message}}, headers)
+    name = HTTPStatus(status).name if status in HTTPStatus._value2member_map_ else str(status)
+    return _json_reply(status, {"externalapierror": {"status": name, "message": message}}, headers)
 
 
 _BAD_GATEWAY_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
                      b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
                      b"</body>\r\n</html>\r\n")
+
+
+_NO_CONTENT = Reply(204, {}, b"")  # PX answers an update with 204 and no body
 
 
 def _json_reply(status, obj, headers=None):
@@ -116,7 +121,7 @@ class FakePX:
     """
 
     def __init__(self, api_key=None, latency=0.0, fail_first=0, fail_status=503, retry_after=None,
-                 drop_first=0, fail_rate=0.0, seed=None, forbid=False, drop_rate=0.0):
+                 drop_first=0, fail_rate=0.0, seed=None, forbid=False, drop_rate=0.0, duplicate_status=400):
         self.lock = threading.RLock()
         self.api_key = api_key
         self.latency = latency
@@ -127,6 +132,9 @@ class FakePX:
         self.fail_rate = fail_rate
         self.drop_rate = drop_rate
         self.forbid = forbid
+        # PX's published reference (v0.1.6) answers a create of an existing id 400 "Bad request,
+        # possible duplicate"; older stand-ins answered 409
+        self.duplicate_status = duplicate_status
         self.users = {}
         self.accounts = {}
         self.events = []
@@ -260,14 +268,19 @@ class FakePX:
             return _error(404, f"User with identifyId '{uid}' not found")
         self.users[uid].update(body)
         self.users[uid]["identifyId"] = uid
-        return _json_reply(200, self.users[uid])
+        return _NO_CONTENT
+
+    def _duplicate(self, what):
+        if self.duplicate_status == 409:
+            return _error(409, f"{what} already exists")
+        return _error(400, "Bad request, possible duplicate")
 
     def _post_user(self, _, body):
         uid = body.get("identifyId")
         if not isinstance(uid, str) or not uid:
             return _error(400, "identifyId is required")
         if uid in self.users:
-            return _error(409, f"User with identifyId '{uid}' already exists")
+            return self._duplicate(f"User with identifyId '{uid}'")
         self.users[uid] = dict(body)
         return _json_reply(201, self.users[uid])
 
@@ -281,14 +294,14 @@ class FakePX:
             return _error(404, f"Account with id '{aid}' not found")
         self.accounts[aid].update(body)
         self.accounts[aid]["id"] = aid
-        return _json_reply(200, self.accounts[aid])
+        return _NO_CONTENT
 
     def _post_account(self, _, body):
         aid = body.get("id")
         if not isinstance(aid, str) or not aid:
             return _error(400, "id is required")
         if aid in self.accounts:
-            return _error(409, f"Account with id '{aid}' already exists")
+            return self._duplicate(f"Account with id '{aid}'")
         self.accounts[aid] = dict(body)
         return _json_reply(201, self.accounts[aid])
 

@@ -13,7 +13,7 @@ from datetime import timezone
 
 from gspx_cli.errors import AuthRejectedError, GspxError, Interrupted, PxError
 from gspx_cli.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate
-from gspx_cli.plan import object_path
+from gspx_cli.plan import object_path, request_kind
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})  # issue 3; other 4xx are final
 AUTH_STATUSES = frozenset({401, 403})  # MAPPING.md: the key is refused, the run stops
@@ -143,6 +143,10 @@ class RequestStats:
     by_event_type: Counter = field(default_factory=Counter)  # "track" -> requests made for track events
     retries: int = 0
     possible_duplicates: int = 0  # custom events re-sent after an attempt whose answer never came
+    saved_unchanged: int = 0  # writes not sent: the object's last write had the same body (MAPPING.md)
+    saved_known: int = 0  # lookups and creates not sent: the object was known to exist
+    upserts_found: int = 0  # upserts of objects not known beforehand that existed in PX
+    upserts_created: int = 0  # ... and that had to be created
     holds: int = 0  # times the gate closed (PX down, or a Retry-After); written by the gate
     held_seconds: float = 0.0
     hold: tuple | None = None  # ("holding" | "waiting", since as epoch seconds) while closed
@@ -168,7 +172,8 @@ class Sender:
     """Makes one logical request: passes the gate and the rate limiter, retries per the policy, stops on a
     refused key."""
 
-    def __init__(self, client, policy, limiter, halt, stats, on_request=None, *, gate=None, wall=time.time):
+    def __init__(self, client, policy, limiter, halt, stats, on_request=None, *, gate=None, wall=time.time,
+                 budget=None):
         self._client = client
         self._policy = policy
         self._limiter = limiter
@@ -177,6 +182,7 @@ class Sender:
         self._on_request = on_request
         self._gate = gate if gate is not None else Gate(halt, float("inf"), stats=stats)
         self._wall = wall  # for Retry-After dates
+        self._budget = budget  # budget.DailyBudget: counts every attempt per UTC day, refuses past the limit
         self._ids = iter(range(1, 1 << 62))  # one id per logical request, for the gate's "different requests"
 
     def call(self, method, path, body=None, event_type=None):
@@ -191,7 +197,7 @@ class Sender:
         import requests
 
         gate, halt = self._gate, self._halt
-        kind = f"{method} {_path_kind(path)}"
+        kind = f"{method} {request_kind(path)}"
         request = next(self._ids)
         retries = attempts = free = 0
         unconfirmed = False  # the previous attempt may have been applied although no answer came
@@ -208,6 +214,12 @@ class Sender:
                 raise
             if gate.stale(ticket):  # a hold or Retry-After began while it waited for its slot
                 continue
+            if self._budget is not None:
+                try:
+                    self._budget.take()  # retries and lookups count: the quota is PX's, per request
+                except BaseException:
+                    gate.release(ticket)
+                    raise
             if unconfirmed and kind in DUPLICATING_KINDS:
                 with self._stats.lock:
                     self._stats.possible_duplicates += 1
@@ -266,11 +278,6 @@ def _answer_lost(exc):
         reason = getattr(exc.args[0], "reason", None) if exc.args else None
         return not isinstance(reason, ConnectTimeoutError)  # NewConnectionError is one too
     return False
-
-
-def _path_kind(path):
-    parts = path.split("/", 2)
-    return "/" + parts[1] if parts[1] != "events" else path
 
 
 def _describe_exception(exc, timeout):

@@ -1,17 +1,20 @@
 """Where the coordinator hands each Plan: printed (the dry run) or sent over HTTP by worker threads.
 
 A sink's submit() either completes at once and returns the outcome, or returns None and later puts
-("done", record, outcome, reason, event type) on the coordinator's inbox. Nothing here touches the
+("done", record, outcome, reason, event type, facts) on the coordinator's inbox; facts are the
+(kind, id, digest of the last write) the event taught about PX, for the checkpoint. Nothing here touches the
 ledger or the checkpoint: the coordinator alone settles (STYLE habit 13).
 """
 
 import threading
 from collections import deque
 
-from gspx_cli.errors import AuthRejectedError, Interrupted, OutageError, OutputError, PxError
+from gspx_cli.dedupe import DUPLICATE
+from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, OutageError, OutputError, PxError
 from gspx_cli.executor import Executor, new_known
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED
-from gspx_cli.plan import describe, surely_known
+from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
+from gspx_cli.estimate import Estimate
+from gspx_cli.plan import expand, listing, surely_known
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
 
@@ -19,20 +22,26 @@ QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past 
 class PrintSink:
     """The dry run: each event's listing goes to stdout at once; the run's knowledge is simulated."""
 
+    remembers = False  # a dry run settles nothing: the checkpoint's memory is neither read nor written
+
     def __init__(self, reporter, base_url):
         self._reporter = reporter
         self._base_url = base_url
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
-        self._known = new_known()
+        self._known = self.known = new_known()
+        self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
         known = self._known
+        unchanged = []
+        calls = expand(plan, known, unchanged)
         if self.error is None:
-            self._write(self._reporter.dry_run, record, plan, describe(plan, self._base_url, known))
-        for kind, object_id in surely_known(plan, known):
-            known[kind].add(object_id)
+            self._write(self._reporter.dry_run, record, plan, listing(calls, self._base_url), unchanged)
+        self.estimate.add(calls)
+        for kind, object_id, last in surely_known(plan, known):
+            known[kind].add(object_id, last)
         return DELIVERED
 
     def record(self, record, result):
@@ -62,6 +71,9 @@ class PrintSink:
     def halt(self):
         return []
 
+    def forget(self, message_id):
+        pass
+
     def abandon(self):
         return []
 
@@ -74,8 +86,9 @@ class HttpSink:
     """Workers fed from per-user queues, so one user's events go in input order and users run in parallel."""
 
     error = None  # its outputs are the ledger's; nothing of its own can fail to be written
+    remembers = True  # what it learns of PX goes to the checkpoint, and what the checkpoint knows to it
 
-    def __init__(self, settings, reporter, inbox, req_stats, session=None):
+    def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None):
         from gspx_cli import gate
         from gspx_cli.px import PxClient
         from gspx_cli.sender import BACKOFF_BASE, Halt, RateLimiter, RetryPolicy, Sender
@@ -92,8 +105,14 @@ class HttpSink:
                                quiet=gate.HOLD_QUIET, probe_first=gate.PROBE_FIRST, probe_cap=gate.PROBE_CAP,
                                probe_turns=gate.PROBE_TURNS)
         sender = Sender(self._client, policy, RateLimiter(d.rate_limit), self._halt, req_stats,
-                        on_request=reporter.request if reporter.verbose else None, gate=self._gate)
-        self._executor = Executor(sender)
+                        on_request=reporter.request if reporter.verbose else None, gate=self._gate, budget=budget)
+        self._executor = Executor(sender, stats=req_stats)
+        self.known = self._executor.known  # the coordinator adds what the checkpoint remembers
+        # messageId -> [state, FILE:LINE] of the events with it that started: "inflight" or "delivered".
+        # Two events with one messageId never run at once; the coordinator forgets an entry once no
+        # event with it is queued (forget()), so this holds only what is in the pipeline.
+        self._claims = {}
+        self._claims_cond = threading.Condition()
         self._inbox = inbox
         self._queues = _UserQueues()
         self._limit = QUEUE_PER_WORKER * d.concurrency
@@ -152,7 +171,7 @@ class HttpSink:
             user, (record, plan) = got
             self._current[name] = (record, plan)
             try:
-                outcome, reason, stop = self._deliver(plan)
+                outcome, reason, stop, facts = self._deliver_once(record, plan)
             finally:
                 with self._report_lock:
                     del self._current[name]
@@ -161,28 +180,66 @@ class HttpSink:
                         # the run as finished before it reads why the run stopped (a one-event input)
                         if stop is not None:
                             self._inbox.put(("stop",) + stop)
-                        self._inbox.put(("done", record, outcome, reason, plan.type))
+                        self._inbox.put(("done", record, outcome, reason, plan.type, facts))
                 self._queues.done(user)
 
-    def _deliver(self, plan):
-        """(outcome, reason, stop) of one event; stop is (reason, error) when the whole run must stop."""
-        if self._halt.is_set():  # queued, never started: not settled, so a resume sends it
-            return INTERRUPTED, None, None
+    def forget(self, message_id):
+        """No event with this messageId is queued or in flight any more: the coordinator remembers it."""
+        with self._claims_cond:
+            self._claims.pop(message_id, None)
+
+    def _deliver_once(self, record, plan):
+        """_deliver, unless an event with the same messageId was delivered: then it is skipped; while
+        one is in flight, wait for its outcome (MAPPING.md "Duplicate events")."""
+        message_id = plan.message_id
+        if message_id is None:
+            return self._deliver(plan)
+        claims, cond = self._claims, self._claims_cond
+        with cond:
+            while True:
+                claim = claims.get(message_id)
+                if claim is None:
+                    claims[message_id] = ["inflight", record.where]
+                    break
+                if claim[0] == "delivered":
+                    return SKIPPED, DUPLICATE, None, ()
+                if self._halt.is_set():
+                    return INTERRUPTED, None, None, ()
+                cond.wait(0.25)
+        result = None
         try:
-            self._executor.execute(plan)
+            result = self._deliver(plan)
+            return result
+        finally:
+            with cond:
+                if result is not None and result[0] is DELIVERED:
+                    claims[message_id][0] = "delivered"
+                else:
+                    del claims[message_id]  # failed or not sent: a later event with it is sent
+                cond.notify_all()
+
+    def _deliver(self, plan):
+        """(outcome, reason, stop, facts) of one event; stop is (reason, error) when the whole run must stop."""
+        if self._halt.is_set():  # queued, never started: not settled, so a resume sends it
+            return INTERRUPTED, None, None, ()
+        try:
+            facts = self._executor.execute(plan)
         except PxError as exc:
-            return FAILED, exc.message, None
+            return FAILED, exc.message, None, ()
         except AuthRejectedError as exc:
             self._halt.set(hard=True)  # not one more request with a refused key
-            return INTERRUPTED, None, ("auth", exc)
+            return INTERRUPTED, None, ("auth", exc), ()
         except OutageError as exc:
             self._halt.set(hard=True)
-            return INTERRUPTED, None, ("outage", exc)
+            return INTERRUPTED, None, ("outage", exc), ()
+        except BudgetSpentError as exc:
+            self._halt.set(hard=True)  # nothing new starts; the requests on the wire finish
+            return INTERRUPTED, None, ("budget", exc), ()
         except Interrupted:
-            return INTERRUPTED, None, None
+            return INTERRUPTED, None, None, ()
         except Exception as exc:  # a bug must fail one event, never lose it or kill the worker
-            return FAILED, f"internal error: {type(exc).__name__}: {exc}", None
-        return DELIVERED, None, None
+            return FAILED, f"internal error: {type(exc).__name__}: {exc}", None, ()
+        return DELIVERED, None, None, facts
 
 
 class _UserQueues:

@@ -48,8 +48,9 @@ def gspx(*args, key=TEST_KEY, input=None):
 
 
 def writes(px):
-    """The write requests PX received, as (method, path, body), in arrival order."""
-    return [(r.method, r.path, r.body) for r in px.requests if r.method != "GET"]
+    """The writes PX applied (2xx), as (method, path, body), in arrival order: an update-first upsert's
+    PUT that PX answers "not found" changed nothing."""
+    return [(r.method, r.path, r.body) for r in px.requests if r.method != "GET" and 200 <= r.status < 300]
 
 
 # ---- real processes: every wait bounded ----------------------------------------------------------

@@ -9,7 +9,7 @@ from gspx_cli.gate import CLOSED, OPEN, SUSPECT
 from gspx_cli.sender import (Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
                              retry_after_seconds)
 from gspx_cli.errors import AuthRejectedError, PxError
-from gspx_cli.plan import Plan, RequireUser, Upsert, Write
+from gspx_cli.plan import Plan, RequireUser, Update, Upsert
 from gspx_cli.px import PxClient
 
 
@@ -201,44 +201,11 @@ def _calls(px):
     return [(r.method, r.path) for r in px.requests]
 
 
-def test_identify_posts_for_new_user_then_puts_without_lookup_on_repeat(fake_px):
-    px, _ = fake_px
-    sender, _ = _sender(fake_px)
-    ex = Executor(sender)
-    ex.execute(_user_plan("u1"))
-    ex.execute(_user_plan("u1"))
-    assert _calls(px) == [("GET", "/v1/users/u1"), ("POST", "/v1/users"), ("PUT", "/v1/users/u1")]
-
-
-def test_create_conflict_falls_back_to_put_with_update_body(fake_px):
-    px, _ = fake_px
-    sender, _ = _sender(fake_px)
-    ex = Executor(sender)
-    update = {"name": "Acme", "propertyKeys": ["AP-1"]}
-    step = Upsert("account", "g1", update, {**update, "id": "g1", "createDate": 5})
-    px.accounts["g1"] = {"id": "g1"}
-    # the lookup says missing (someone else creates it in between): simulate by answering GET 404 once
-    px.fail_next(1, 404)
-    ex.execute(Plan("group", "u1", (step,)))
-    assert [(r.method, r.path, r.status) for r in px.requests][-2:] == [
-        ("POST", "/v1/accounts", 409), ("PUT", "/v1/accounts/g1", 200)]
-    assert px.requests[-1].body == update
-
-
 def test_group_for_unknown_user_fails_saying_identify_first(fake_px):
     sender, _ = _sender(fake_px)
-    plan = Plan("group", "ghost", (RequireUser("ghost"), Write("PUT", "/users/ghost", {"accountId": "g"})))
+    plan = Plan("group", "ghost", (RequireUser("ghost"), Update("user", "ghost", {"accountId": "g"})))
     with pytest.raises(PxError, match="identify for this user must come first"):
         Executor(sender).execute(plan)
-
-
-def test_put_first_creates_only_when_put_says_missing(fake_px):
-    px, _ = fake_px
-    sender, _ = _sender(fake_px)
-    body = {"name": "Acme"}
-    step = Upsert("account", "g1", body, {**body, "id": "g1"}, put_first=True)
-    Executor(sender).execute(Plan("group", "u1", (step,)))
-    assert _calls(px) == [("PUT", "/v1/accounts/g1"), ("POST", "/v1/accounts")]
 
 
 def test_account_without_name_fails_with_create_error(fake_px):

@@ -175,7 +175,7 @@ def test_huge_integer_id_is_used_as_its_decimal_string(env):
     big = 123456789012345678901234567890
     run, _, _ = send(tmp, cfg, write_events(tmp, [{"type": "identify", "userId": big}]))
     assert run.exit_code == 0, run.stderr
-    assert [(r.method, r.path) for r in px.requests] == [("GET", f"/v1/users/{big}"), ("POST", "/v1/users")]
+    assert [(r.method, r.path) for r in px.requests] == [("PUT", f"/v1/users/{big}"), ("POST", "/v1/users")]
     assert px.requests[1].body["identifyId"] == str(big)
 
 
@@ -215,14 +215,14 @@ def test_duplicate_keys_last_one_wins(env):
 
 IDENTIFY_ID_CASES = [
     # (id value(s), expected (method, path) requests, identifyId in the POST body)
-    ({"userId": 42}, [("GET", "/v1/users/42"), ("POST", "/v1/users")], "42"),
-    ({"userId": -7}, [("GET", "/v1/users/-7"), ("POST", "/v1/users")], "-7"),
-    ({"userId": "", "anonymousId": "anon"}, [("GET", "/v1/users/anon"), ("POST", "/v1/users")], "anon"),
-    ({"userId": "a/b c"}, [("GET", "/v1/users/a%2Fb%20c"), ("POST", "/v1/users")], "a/b c"),
-    ({"userId": "ü"}, [("GET", "/v1/users/%C3%BC"), ("POST", "/v1/users")], "ü"),
-    ({"userId": "x?y#z%"}, [("GET", "/v1/users/x%3Fy%23z%25"), ("POST", "/v1/users")], "x?y#z%"),
-    ({"userId": "..."}, [("GET", "/v1/users/..."), ("POST", "/v1/users")], "..."),  # not a dot segment
-    ({"userId": "😀 \u2028"}, [("GET", "/v1/users/%F0%9F%98%80%20%E2%80%A8"), ("POST", "/v1/users")],
+    ({"userId": 42}, [("PUT", "/v1/users/42"), ("POST", "/v1/users")], "42"),
+    ({"userId": -7}, [("PUT", "/v1/users/-7"), ("POST", "/v1/users")], "-7"),
+    ({"userId": "", "anonymousId": "anon"}, [("PUT", "/v1/users/anon"), ("POST", "/v1/users")], "anon"),
+    ({"userId": "a/b c"}, [("PUT", "/v1/users/a%2Fb%20c"), ("POST", "/v1/users")], "a/b c"),
+    ({"userId": "ü"}, [("PUT", "/v1/users/%C3%BC"), ("POST", "/v1/users")], "ü"),
+    ({"userId": "x?y#z%"}, [("PUT", "/v1/users/x%3Fy%23z%25"), ("POST", "/v1/users")], "x?y#z%"),
+    ({"userId": "..."}, [("PUT", "/v1/users/..."), ("POST", "/v1/users")], "..."),  # not a dot segment
+    ({"userId": "😀 \u2028"}, [("PUT", "/v1/users/%F0%9F%98%80%20%E2%80%A8"), ("POST", "/v1/users")],
      "😀 \u2028"),  # U+2028 is not a control character in MAPPING.md's sense
 ]
 
@@ -246,7 +246,7 @@ def test_group_ids_are_percent_encoded_in_account_and_user_paths(env):
     run, _, _ = send(tmp, cfg, write_events(tmp, [event]))
     assert run.exit_code == 0, run.stderr
     assert [(r.method, r.path) for r in px.requests] == [
-        ("GET", "/v1/users/u%2F1"), ("GET", "/v1/accounts/7"), ("POST", "/v1/accounts"), ("PUT", "/v1/users/u%2F1")]
+        ("GET", "/v1/users/u%2F1"), ("PUT", "/v1/accounts/7"), ("POST", "/v1/accounts"), ("PUT", "/v1/users/u%2F1")]
     assert px.requests[2].body == {"id": "7", "name": "Acme ü", "propertyKeys": [TAG]}
     assert px.requests[3].body == {"accountId": "7"}
 
@@ -368,5 +368,5 @@ def test_nasty_corpus_end_to_end(env):
     assert sorted(b["identifyId"] for m, p, b in sent if p == "/v1/users") == ["42", "a/b c ü", "u1", "u2"]
     assert sorted(b["eventName"] for m, p, b in sent if p == "/v1/events/custom") == [
         "bell\x07 and nul\x00", "crlf line", "from batch", "from envelope"]
-    assert ("GET", "/v1/users/a%2Fb%20c%20%C3%BC") in [(r.method, r.path) for r in px.requests]
+    assert ("PUT", "/v1/users/a%2Fb%20c%20%C3%BC") in [(r.method, r.path) for r in px.requests]
     assert [b for m, p, b in sent if m == "PUT"] == [{"type": "USER", "propertyKeys": [TAG]}]  # score left out

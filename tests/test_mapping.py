@@ -13,7 +13,7 @@ from gspx_cli.mapping import (
     to_number,
     to_str,
 )
-from gspx_cli.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Upsert, Write
+from gspx_cli.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write
 
 KEY = "AP-TEST-1"
 BASE_URL = "https://api.aptrinsic.com/v1"
@@ -558,7 +558,7 @@ def test_group_default_flow_requires_user_upserts_account_then_attaches():
             update_body={"name": "Acme", "propertyKeys": [KEY]},
             create_body={"id": "g1", "name": "Acme", "propertyKeys": [KEY], "createDate": TS_MS},
         ),
-        Write("PUT", "/users/u1", {"accountId": "g1"}),
+        Update("user", "u1", {"accountId": "g1"}),
     )
     assert result.type == "group" and result.user_id == "u1"
 
@@ -687,17 +687,16 @@ def test_group_without_name_cannot_create_the_account(traits):
         (False, {"Other": {"limitAPIForGroup": True}}, False),
     ],
 )
-def test_group_limit_api_skips_user_check_and_puts_first(config_limit, integrations, limited):
+def test_group_limit_api_skips_the_user_check_only(config_limit, integrations, limited):
     mapper = Mapper(make_settings(limit_api_for_group=config_limit))
     extra = {} if integrations is None else {"integrations": integrations}
     steps = plan_of(mapper.map(group({"name": "Acme"}, **extra))).steps
     if limited:
-        assert [type(s) for s in steps] == [Upsert, Write]
-        assert steps[0].put_first is True
+        assert [type(s) for s in steps] == [Upsert, Update]
     else:
-        assert [type(s) for s in steps] == [RequireUser, Upsert, Write]
-        assert steps[1].put_first is False
-    assert steps[-1] == Write("PUT", "/users/u1", {"accountId": "g1"})
+        assert [type(s) for s in steps] == [RequireUser, Upsert, Update]
+    assert steps[-2].create_first is False  # MAPPING.md: steps 2 and 3 are the same in both flows
+    assert steps[-1] == Update("user", "u1", {"accountId": "g1"})
 
 
 @pytest.mark.parametrize(
@@ -750,7 +749,7 @@ def test_group_id_comes_from_group_id_then_traits(event, group_id):
 def test_group_numeric_user_id_is_a_decimal_string_in_paths():
     result = MAPPER.map({"type": "group", "userId": 7, "groupId": 8, "traits": {"name": "A"}})
     assert plan_of(result).steps[0] == RequireUser("7")
-    assert plan_of(result).steps[-1] == Write("PUT", "/users/7", {"accountId": "8"})
+    assert plan_of(result).steps[-1] == Update("user", "7", {"accountId": "8"})
 
 
 # ---------------------------------------------------------------- user ids
@@ -1272,7 +1271,7 @@ def test_sample_group_maps_to_the_exact_bodies():
                 update_body=update,
                 create_body={"id": "sample-group-id", **update, "createDate": TS_MS},
             ),
-            Write("PUT", "/users/sample-user-id", {"accountId": "sample-group-id"}),
+            Update("user", "sample-user-id", {"accountId": "sample-group-id"}),
         ),
     )
 

@@ -8,7 +8,7 @@ import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gspx_cli.config import Settings
+from gspx_cli.config import DeliverySettings, Settings
 from gspx_cli.errors import PxError
 from gspx_cli.executor import Executor
 from gspx_cli.mapping import Mapper
@@ -31,7 +31,7 @@ class _Capture:
     def __init__(self):
         self.listings = []
 
-    def dry_run(self, record, result, requests=None):
+    def dry_run(self, record, result, requests=None, unchanged=()):
         self.listings.append(requests)
 
     def flush_out(self):
@@ -63,10 +63,17 @@ def _is_path_through(sent, listing):
     return True
 
 
-def _live(events, limit_api_for_group=False):
+def _settings(limit_api_for_group, upsert):
+    return Settings(product_tag_key="AP-1", base_url=BASE, limit_api_for_group=limit_api_for_group,
+                    delivery=DeliverySettings(upsert=upsert))
+
+
+def _live(events, limit_api_for_group=False, upsert="update-first", existing=()):
     """Each event's requests, executed one event after another against the stand-in."""
     px = FakePX()
-    s = Settings(product_tag_key="AP-1", base_url=BASE, limit_api_for_group=limit_api_for_group)
+    for kind, object_id in existing:  # made by someone else: PX has them, gspx does not know it
+        (px.users if kind == "user" else px.accounts)[object_id] = {}
+    s = _settings(limit_api_for_group, upsert)
     mapper = Mapper(s)
     sent = []
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
@@ -85,8 +92,8 @@ def _live(events, limit_api_for_group=False):
     return sent
 
 
-def _listings(events, limit_api_for_group=False):
-    s = Settings(product_tag_key="AP-1", base_url=BASE, limit_api_for_group=limit_api_for_group)
+def _listings(events, limit_api_for_group=False, upsert="update-first"):
+    s = _settings(limit_api_for_group, upsert)
     mapper, capture = Mapper(s), _Capture()
     sink = PrintSink(capture, BASE)
     out = []
@@ -100,35 +107,49 @@ def _listings(events, limit_api_for_group=False):
     return out
 
 
+existing = st.lists(st.sampled_from([("user", u) for u in USERS] + [("account", g) for g in GROUPS]),
+                    unique=True, max_size=4)
+
+
 @settings(max_examples=150)
-@given(runs, st.booleans())
-def test_live_requests_of_each_event_are_one_path_through_its_dry_run_listing(events, limited):
+@given(runs, st.booleans(), st.sampled_from(["update-first", "create-first"]), existing)
+def test_live_requests_of_each_event_are_one_path_through_its_dry_run_listing(events, limited, upsert, made):
     events = json.loads(json.dumps(events))
-    for n, (sent, listing) in enumerate(zip(_live(events, limited), _listings(events, limited))):
+    live, listed = _live(events, limited, upsert, made), _listings(events, limited, upsert)
+    for n, (sent, listing) in enumerate(zip(live, listed)):
         assert _is_path_through(sent, listing), (n, events[n], sent, listing)
 
 
-def test_a_user_identified_earlier_is_not_looked_up_again_in_the_listing():
-    events = [{"type": "identify", "userId": "u1"}, {"type": "identify", "userId": "u1"},
+def test_a_user_written_earlier_gets_the_update_alone_and_an_identical_write_nothing():
+    events = [{"type": "identify", "userId": "u1"}, {"type": "identify", "userId": "u1", "traits": {"title": "x"}},
+              {"type": "identify", "userId": "u1", "traits": {"title": "x"}},
               {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}}]
-    first, second, grp = _listings(events)
-    assert [i["method"] for i in first] == ["GET", "POST", "PUT"]
-    assert [(i["method"], "when" in i) for i in second] == [("PUT", False)]
-    assert [i["method"] for i in grp] == ["GET", "POST", "PUT", "PUT"]  # the account lookup, no user lookup
-    assert grp[0]["url"].endswith("/accounts/g1")
+    first, changed, same, grp = _listings(events)
+    assert [i["method"] for i in first] == ["PUT", "POST", "PUT"]
+    assert [(i["method"], "when" in i) for i in changed] == [("PUT", False)]
+    assert same == []  # the last write to u1 had this very body
+    assert [(i["method"], i["url"][len(BASE):]) for i in grp] == [  # no user lookup: u1 is known
+        ("PUT", "/accounts/g1"), ("POST", "/accounts"), ("PUT", "/accounts/g1"), ("PUT", "/users/u1")]
 
 
-@pytest.mark.parametrize("events, lookups", [
+def test_create_first_lists_the_create_then_the_update_if_refused():
+    [listing] = _listings([{"type": "identify", "userId": "u1"}], upsert="create-first")
+    assert [(i["method"], i.get("when")) for i in listing] == [
+        ("POST", None), ("PUT", "the create was refused: the user exists")]
+
+
+@pytest.mark.parametrize("events, writes", [
     # a group whose user was never identified may fail: it teaches the listing nothing
     ([{"type": "group", "userId": "u9", "groupId": "g1", "traits": {"name": "A"}},
       {"type": "group", "userId": "u9", "groupId": "g1", "traits": {"name": "A"}}],
-     [["/users/u9", "/accounts/g1"], ["/users/u9", "/accounts/g1"]]),
+     [["GET /users/u9", "PUT /accounts/g1", "POST /accounts", "PUT /accounts/g1", "PUT /users/u9"]] * 2),
     # an account that this event cannot create (no name) is not assumed to exist afterwards
     ([{"type": "identify", "userId": "u1"},
       {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"industry": "x"}},
       {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"industry": "x"}}],
-     [["/users/u1"], ["/accounts/g1"], ["/accounts/g1"]]),
+     [["PUT /users/u1", "POST /users", "PUT /users/u1"], ["PUT /accounts/g1", "PUT /users/u1"],
+      ["PUT /accounts/g1", "PUT /users/u1"]]),
 ])
-def test_the_listing_assumes_known_only_what_cannot_fail(events, lookups):
-    got = [[i["url"][len(BASE):] for i in listing if i["method"] == "GET"] for listing in _listings(events)]
-    assert got == lookups
+def test_the_listing_assumes_known_only_what_cannot_fail(events, writes):
+    got = [[f"{i['method']} {i['url'][len(BASE):]}" for i in listing] for listing in _listings(events)]
+    assert got == writes

@@ -18,7 +18,7 @@ from e2e import gspx, write_config
 from gspx_cli import jsonio
 from gspx_cli.config import Settings
 from gspx_cli.mapping import Mapper, to_epoch_ms, to_str
-from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Upsert, Write, describe, object_path
+from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write, describe, object_path
 from gspx_cli.reader import iter_records
 
 SCALE = settings().max_examples / 100  # 1.0 under the "fast" profile
@@ -278,6 +278,9 @@ def _check_result(result):
                 _check_body(step.create_body)
             else:
                 assert step.create_error
+            _check_path(object_path(step.kind, step.id), step.kind, step.id)
+        elif isinstance(step, Update):
+            _check_body(step.body)
             _check_path(object_path(step.kind, step.id), step.kind, step.id)
         else:
             assert isinstance(step, RequireUser)

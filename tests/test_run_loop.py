@@ -125,19 +125,19 @@ def test_signal_while_producer_is_silent_stops_within_two_seconds_and_keeps_ever
 
 
 def test_no_request_starts_after_a_signal_even_within_the_event_in_flight(px_server, tmp_path):
-    px_server.px.latency = 1.5  # the identify's lookup is in flight when the signal comes
+    px_server.px.latency = 1.5  # the identify's update (PUT, which says "not found") is in flight then
     cfg = write_config(tmp_path, px_server.base_url)
     events = tmp_path / "events.ndjson"
     events.write_text(json.dumps({"type": "identify", "userId": "new-user", "traits": {"email": "a@b.c"}}) + "\n")
     ckpt = tmp_path / "run.ckpt"
     proc = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
     proc.stdin.close()
-    assert wait_until(lambda: len(px_server.px.requests) == 1)  # the GET has arrived
+    assert wait_until(lambda: len(px_server.px.requests) == 1)  # the PUT has arrived
     proc.send_signal(signal.SIGTERM)
     started = time.monotonic()
     assert finish(proc) == 143
-    assert time.monotonic() - started < 3.0  # the GET's answer, and nothing after it
-    assert [(r.method, r.path) for r in px_server.px.requests] == [("GET", "/v1/users/new-user")]
+    assert time.monotonic() - started < 3.0  # the PUT's answer, and not the create it calls for
+    assert [(r.method, r.path) for r in px_server.px.requests] == [("PUT", "/v1/users/new-user")]
     px_server.px.latency = 0.0
     again = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
     again.stdin.close()
@@ -243,6 +243,7 @@ class FakeSink:
     """Takes plans and completes them only when the test says so; nothing is ever sent."""
 
     error = None
+    remembers = False
 
     def __init__(self, inbox, room=True):
         self.inbox = inbox
@@ -274,9 +275,12 @@ class FakeSink:
     def close(self, timeout=0.0):
         pass
 
+    def forget(self, message_id):
+        pass
+
     def complete_all(self):
         for record, plan in self.taken:
-            self.inbox.put(("done", record, DELIVERED, None, plan.type))
+            self.inbox.put(("done", record, DELIVERED, None, plan.type, ()))
         self.taken = []
 
 
@@ -322,7 +326,7 @@ def test_coordinator_stop_counts_queued_and_unread_work_as_not_sent(tmp_path):
         stop.set("SIGTERM")
         wait_until(lambda: sink.halted, 5.0)
         record, _ = sink.taken.pop(0)  # the one in flight comes back after the stop
-        coordinator._inbox.put(("done", record, DELIVERED, None, "track"))
+        coordinator._inbox.put(("done", record, DELIVERED, None, "track", ()))
 
     threading.Thread(target=stop_when_taken, daemon=True).start()
     coordinator.run()

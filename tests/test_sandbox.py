@@ -25,7 +25,7 @@ def test_get_user_is_404_until_post_creates_it(px_server, http):
     r = http.get(f"{url}/users/u1", timeout=T)
     assert r.status_code == 404
     assert "not found" in r.json()["externalapierror"]["message"]
-    assert r.json()["externalapierror"]["status"] == 404
+    assert r.json()["externalapierror"]["status"] == "NOT_FOUND"  # PX's body names the status
     r = http.post(f"{url}/users", json={"identifyId": "u1", "email": "a@x"}, timeout=T)
     assert r.status_code == 201
     r = http.get(f"{url}/users/u1", timeout=T)
@@ -33,14 +33,17 @@ def test_get_user_is_404_until_post_creates_it(px_server, http):
     assert px_server.px.users == {"u1": {"identifyId": "u1", "email": "a@x"}}
 
 
-def test_duplicate_create_is_409_saying_already_exists(px_server, http):
+def test_duplicate_create_is_400_possible_duplicate_as_px_documents_or_409_on_request(px_server, http):
     url = px_server.base_url
     assert http.post(f"{url}/users", json={"identifyId": "u1"}, timeout=T).status_code == 201
     r = http.post(f"{url}/users", json={"identifyId": "u1"}, timeout=T)
-    assert r.status_code == 409
-    assert "already exist" in r.json()["externalapierror"]["message"]
+    assert r.status_code == 400  # PX's published reference, v0.1.6
+    assert r.json()["externalapierror"]["message"] == "Bad request, possible duplicate"
     assert http.post(f"{url}/accounts", json={"id": "g1", "name": "G"}, timeout=T).status_code == 201
-    assert http.post(f"{url}/accounts", json={"id": "g1", "name": "G"}, timeout=T).status_code == 409
+    assert http.post(f"{url}/accounts", json={"id": "g1", "name": "G"}, timeout=T).status_code == 400
+    px_server.px.duplicate_status = 409  # older stand-ins
+    r = http.post(f"{url}/accounts", json={"id": "g1", "name": "G"}, timeout=T)
+    assert r.status_code == 409 and "already exists" in r.json()["externalapierror"]["message"]
 
 
 def test_put_merges_into_existing_and_is_404_when_unknown(px_server, http):
@@ -50,7 +53,7 @@ def test_put_merges_into_existing_and_is_404_when_unknown(px_server, http):
     assert r.json()["externalapierror"]["message"] == "User with identifyId 'nobody' not found"
     http.post(f"{url}/users", json={"identifyId": "u1", "email": "a", "role": "r"}, timeout=T)
     r = http.put(f"{url}/users/u1", json={"email": "b", "accountId": "g1"}, timeout=T)
-    assert r.status_code == 200
+    assert r.status_code == 204 and r.content == b""  # PX answers an update with no content
     assert px_server.px.users["u1"] == {"identifyId": "u1", "email": "b", "role": "r", "accountId": "g1"}
     http.post(f"{url}/accounts", json={"id": "g1", "name": "A"}, timeout=T)
     http.put(f"{url}/accounts/g1", json={"plan": "pro"}, timeout=T)
@@ -89,7 +92,7 @@ def test_wrong_or_missing_key_is_401_with_px_body(px_server, http):
     px_server.px.api_key = "right"
     r = http.get(f"{px_server.base_url}/users/u1", headers={"X-APTRINSIC-API-KEY": "wrong"}, timeout=T)
     assert r.status_code == 401
-    assert r.json()["externalapierror"]["status"] == 401
+    assert r.json()["externalapierror"]["status"] == "UNAUTHORIZED"
     assert requests.get(f"{px_server.base_url}/users/u1", timeout=T).status_code == 401
     ok = http.get(f"{px_server.base_url}/users/u1", headers={"X-APTRINSIC-API-KEY": "right"}, timeout=T)
     assert ok.status_code == 404
@@ -221,9 +224,9 @@ def test_responses_adapter_drives_the_same_state_machine(fake_px):
     px.reset_faults()
     assert requests.post(f"{base}/users", json={"identifyId": "a/b c"}, headers=KEY, timeout=T).status_code == 201
     r = requests.put(f"{base}/users/a%2Fb%20c", json={"email": "e"}, headers=KEY, timeout=T)
-    assert r.status_code == 200 and px.users["a/b c"]["email"] == "e"
+    assert r.status_code == 204 and px.users["a/b c"]["email"] == "e"
     r = requests.post(f"{base}/users", json={"identifyId": "a/b c"}, headers=KEY, timeout=T)
-    assert r.status_code == 409 and "already exists" in r.json()["externalapierror"]["message"]
+    assert r.status_code == 400 and "possible duplicate" in r.json()["externalapierror"]["message"]
     assert requests.get(f"{base}/users/x", timeout=T).status_code == 401
     assert [q.id for q in px.requests][:2] == ["a/b c", "a/b c"]
 

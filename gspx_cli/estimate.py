@@ -1,0 +1,57 @@
+"""What a live run of the events seen would cost in requests, time and days (CLI.md "Cost estimate")."""
+
+from collections import Counter
+
+from gspx_cli.plan import paths_cost
+
+PX_DAILY_QUOTA = 1_000_000  # requests per day per subscription (PX's published reference, v0.1.6)
+_DAY = 86_400.0
+
+
+class Estimate:
+    """Requests by kind along each listing's cheapest path (every object in the state the upsert order
+    expects) and its dearest one (none in that state; races aside)."""
+
+    def __init__(self):
+        self.fewest = Counter()
+        self.most = Counter()
+
+    def add(self, calls):
+        """Count one event's listing."""
+        if not calls:
+            return
+        fewest, most = paths_cost(calls)
+        self.fewest.update(fewest)
+        self.most.update(most)
+
+    def figures(self, rate_limit, daily_budget=None):
+        """The `estimate` of --report: requests fewest and most (total, by kind), and what they cost."""
+        per_day = daily_budget or PX_DAILY_QUOTA
+        out = {}
+        for name, counts in (("fewest", self.fewest), ("most", self.most)):
+            total = sum(counts.values())
+            out[name] = {"requests": total, "by_kind": dict(sorted(counts.items())),
+                         "seconds": round(total / rate_limit, 1), "days": round(total / per_day, 3)}
+        out["rate_limit"] = rate_limit
+        out["requests_per_day"] = per_day
+        out["per_day_from"] = "delivery.daily_budget" if daily_budget else "PX's documented quota"
+        return out
+
+
+def days_text(days):
+    """Days as people read them: "under an hour", "5.2 h", "3.4 days"."""
+    hours = days * 24
+    if hours < 1:
+        return "under an hour"
+    if days < 1:
+        return f"{hours:.1f} h"
+    return f"{days:,.1f} days"
+
+
+def seconds_text(seconds):
+    """A duration: "42 s", "12 min", "3.5 h"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
