@@ -26,7 +26,7 @@ class DailyBudget:
         self._lock = threading.Lock()
         self._new = {}  # day -> requests of this run not yet handed to the checkpoint
         self._counted = {}  # day -> requests of this run
-        self._day = None
+        self.day = None
         self._day_ends = 0.0
         self.used = 0  # requests made today, earlier runs included
 
@@ -37,10 +37,10 @@ class DailyBudget:
             if now >= self._day_ends:
                 self._roll(now)
             if self.limit is not None and self.used >= self.limit:
-                raise BudgetSpentError(self.limit, self.used, self._day, self._day_ends - now)
+                raise BudgetSpentError(self.limit, self.used, self.day, self._day_ends - now)
             self.used += 1
-            self._new[self._day] = self._new.get(self._day, 0) + 1
-            self._counted[self._day] = self._counted.get(self._day, 0) + 1
+            self._new[self.day] = self._new.get(self.day, 0) + 1
+            self._counted[self.day] = self._counted.get(self.day, 0) + 1
 
     def spent(self):
         """True when no request may start today."""
@@ -56,6 +56,6 @@ class DailyBudget:
             return new
 
     def _roll(self, now):
-        self._day = utc_day(now)
+        self.day = utc_day(now)
         self._day_ends = (int(now) // _DAY + 1) * _DAY
-        self.used = self._used_before.get(self._day, 0) + self._counted.get(self._day, 0)
+        self.used = self._used_before.get(self.day, 0) + self._counted.get(self.day, 0)

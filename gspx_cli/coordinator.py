@@ -70,6 +70,8 @@ class RunResult:
     stop_reason: str | None = None
     stop_error: object = None
     estimate: object = None  # estimate.Estimate of a dry run: what a live run would cost
+    delivery: object = None  # the run's config.DeliverySettings (rate limit, budget, upsert order)
+    budget: object = None  # budget.DailyBudget of a live run: the requests of the day
 
 
 def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
@@ -109,6 +111,7 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
         budget = DailyBudget(settings.delivery.daily_budget,
                              {today: store.requests_on(today)} if store is not None else None, clock=clock)
         sink = HttpSink(settings, reporter, inbox, req_stats, session, budget=budget)
+        sink.dedupe = dedupe
     coordinator = Coordinator(settings, paths, sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
                               stop=stop, max_line_bytes=max_line_bytes, stdin=stdin, dedupe=dedupe,
                               budget=budget)
@@ -118,7 +121,8 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
     finally:
         reporter.stop()
     estimate = sink.estimate if dry_run else None
-    return RunResult(ledger.stats, req_stats, coordinator.read_stats, stop.reason, stop.error, estimate)
+    return RunResult(ledger.stats, req_stats, coordinator.read_stats, stop.reason, stop.error, estimate,
+                     settings.delivery, budget)
 
 
 class Coordinator:

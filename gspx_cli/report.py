@@ -9,7 +9,7 @@ import time
 # rich (~30 ms to import) is imported where something is first drawn: a `-q` run that prints
 # nothing never loads it (issue 13: start-up).
 
-from gspx_cli import __version__, jsonio
+from gspx_cli import __version__, costs, jsonio
 from gspx_cli.checkpoint import atomic_write
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
 from gspx_cli.plan import Plan, Skipped
@@ -26,7 +26,8 @@ REPORT_REASONS = 20
 # why a run stopped early (--report `stopped`) -> the summary's words
 STOPS = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP (hang-up)",
          "auth": "Gainsight PX refusing the API key", "outage": "Gainsight PX staying unavailable (delivery.max_outage)",
-         "output": "an output that could not be written"}
+         "output": "an output that could not be written",
+         "budget": "the day's request budget (--daily-budget) being spent"}
 
 
 def _isatty(stream):
@@ -93,10 +94,14 @@ class Reporter:
     _held = None  # dry-run lines not yet written (a file or pipe): written in large blocks
     _bin = None  # stdout's binary buffer, once the first dry-run line chose it
 
-    def dry_run(self, record, result, requests=None):
-        """One CLI.md dry-run line for one event; requests: a Plan's listing."""
+    def dry_run(self, record, result, requests=None, unchanged=()):
+        """One CLI.md dry-run line for one event; requests: a Plan's listing; unchanged: the (kind, id)
+        of writes left out because they would repeat the object's last write."""
         if type(result) is Plan:
             line = {"input": record.where, "type": result.type, "requests": requests}
+            if unchanged:
+                line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
+                                              for kind, object_id in unchanged)
         elif type(result) is Skipped:
             line = {"input": record.where, "type": result.type, "skipped": result.reason}
         else:
@@ -175,6 +180,9 @@ class Reporter:
         if news.kind == "end":
             self.note(f"Gainsight PX answers again, after {_duration(news.duration)} held; "
                       "resuming at the full rate")
+            return
+        if news.kind == "waited":
+            self.note(f"the Retry-After has passed, after {_duration(news.duration)}; resuming")
             return
         since = _clock_time(news.since)
         next_in = max(0.0, news.next_try - time.time()) if news.next_try is not None else 0.0
@@ -364,6 +372,7 @@ class Reporter:
         fact("throughput", throughput)
         if stats.skip_reasons:
             fact("skipped", "; ".join(f"{r} ({n:,})" for r, n in stats.skip_reasons.most_common(3)))
+        facts.extend(costs.summary_facts(result, self.dry))
         if stats.reasons:
             reasons = stats.top_reasons(TOP_REASONS_SHOWN)
             for i, (r, e) in enumerate(reasons):
@@ -501,6 +510,7 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         "failed_output_lines": stats.failed_output_lines,
         "failed_output_not_copied": stats.not_copied,
         "checkpoint": None if dry_run else checkpoint,
+        **costs.report_keys(result, dry_run),
     }
 
 

@@ -87,6 +87,7 @@ class HttpSink:
 
     error = None  # its outputs are the ledger's; nothing of its own can fail to be written
     remembers = True  # what it learns of PX goes to the checkpoint, and what the checkpoint knows to it
+    dedupe = True  # False with --no-dedupe: events with one messageId may run at once
 
     def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None):
         from gspx_cli import gate
@@ -192,7 +193,7 @@ class HttpSink:
         """_deliver, unless an event with the same messageId was delivered: then it is skipped; while
         one is in flight, wait for its outcome (MAPPING.md "Duplicate events")."""
         message_id = plan.message_id
-        if message_id is None:
+        if message_id is None or not self.dedupe:
             return self._deliver(plan)
         claims, cond = self._claims, self._claims_cond
         with cond:
