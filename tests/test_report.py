@@ -22,7 +22,9 @@ REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "re
                "failed", "invalid", "not_sent", "by_type", "skip_reasons", "failure_reasons", "requests",
                "warnings", "elapsed_seconds", "events_per_second", "failed_output", "failed_output_lines",
                "failed_output_not_copied",
-               "checkpoint", "possible_duplicates", "holds", "held_seconds"}
+               "checkpoint", "possible_duplicates", "holds", "held_seconds",
+               # issue 17: requests as money
+               "requests_saved", "duplicates_skipped", "upsert", "upsert_advice", "estimate", "daily_budget"}
 COUNT_KEYS = {"read", "delivered", "skipped", "failed", "invalid", "not_sent"}
 
 
