@@ -9,6 +9,7 @@ import click
 from gspx_cli import __version__, config, coordinator, report
 from gspx_cli.checkpoint import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
+from gspx_cli.filters import EventFilter
 from gspx_cli.ledger import Ledger
 from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES
 
@@ -55,6 +56,18 @@ def _config_option(f):
                         help="YAML config [default: $GSPX_CONFIG, else ./gspx.yaml].")(f)
 
 
+def _time_option(ctx, param, value):
+    """--since / --until: ISO 8601 text -> epoch milliseconds; a usage error (exit 2) when unreadable."""
+    if value is None:
+        return None
+    from gspx_cli.mapping import to_epoch_ms
+
+    ms = to_epoch_ms(value) if value.strip() else None
+    if ms is None:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2024-01-31 or 2024-01-31T12:00:00Z)")
+    return ms
+
+
 @cli.command(epilog=SEND_EPILOG, short_help="Send events from NDJSON files or stdin to Gainsight PX.")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @_config_option
@@ -76,6 +89,15 @@ def _config_option(f):
 @click.option("--daily-budget", type=int, metavar="N",
               help="At most N requests per UTC day, then stop with exit 5 (delivery.daily_budget); shared by "
                    "the runs of one --checkpoint.")
+@click.option("--since", metavar="TIME", callback=_time_option,
+              help="Keep only events at or after TIME (ISO 8601; the event's timestamp, else originalTimestamp, "
+                   "else receivedAt); the rest are skipped as filtered.")
+@click.option("--until", metavar="TIME", callback=_time_option, help="Keep only events before TIME (ISO 8601).")
+@click.option("--type", "types", multiple=True, metavar="T",
+              help="Keep only events of this type (repeatable: --type identify --type track).")
+@click.option("--event", "event_names", multiple=True, metavar="PATTERN",
+              help="Keep only track events whose name matches this shell-style pattern (repeatable); other "
+                   "types are not affected.")
 @click.option("--limit-api-for-group", is_flag=True, default=None, help="The fewer-calls group flow.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")
@@ -88,8 +110,8 @@ def _config_option(f):
               help="One line per request on stderr: method, URL, status, milliseconds, attempt.")
 @click.pass_context
 def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
-         max_outage, upsert, no_dedupe, daily_budget, limit_api_for_group, max_line_bytes, report_path, progress,
-         quiet, verbose):
+         max_outage, upsert, no_dedupe, daily_budget, since, until, types, event_names, limit_api_for_group,
+         max_line_bytes, report_path, progress, quiet, verbose):
     """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX.
 
     Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
@@ -124,15 +146,16 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
             check_writable(report_path, "--report")
         if (not files or "-" in files) and sys.stdin.isatty():
             reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
+        event_filter = EventFilter(since=since, until=until, types=types, events=event_names)
         code = _run(settings, files, reporter, ledger, report_path, dry_run=dry_run, max_line_bytes=max_line_bytes,
-                    dedupe=not no_dedupe)
+                    dedupe=not no_dedupe, event_filter=event_filter)
     finally:
         if lock is not None:
             lock.release()
     ctx.exit(int(code))
 
 
-def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes, dedupe):
+def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes, dedupe, event_filter):
     """The run, the summary and the report; returns the exit code."""
     failed_output = ledger.failed_output
     checkpoint = ledger.checkpoint.path if ledger.checkpoint is not None else None
@@ -140,7 +163,7 @@ def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_by
     restore = coordinator.install_signal_handlers(stop)
     try:  # our handlers stay until the summary and report are out: a Ctrl-C there is no KeyboardInterrupt
         result = coordinator.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
-                                 max_line_bytes=max_line_bytes, stop=stop, dedupe=dedupe)
+                                 max_line_bytes=max_line_bytes, stop=stop, dedupe=dedupe, event_filter=event_filter)
         code = exit_code(result)
         if result.stop_error is not None:
             reporter.error(str(result.stop_error))

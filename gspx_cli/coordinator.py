@@ -14,6 +14,7 @@ from gspx_cli import fields
 from gspx_cli.budget import DailyBudget, utc_day
 from gspx_cli.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.errors import STOP_EXIT_CODES
+from gspx_cli.filters import FILTERED
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper
 from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
@@ -75,7 +76,7 @@ class RunResult:
 
 
 def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
-        session=None, dedupe=True, clock=time.time):
+        session=None, dedupe=True, clock=time.time, event_filter=None):
     """Read, map and deliver (or print, for a dry run) every event; returns what happened."""
     # The run makes ~10 containers per event and almost no cycles: the collector need not scan what
     # start-up made (freeze), nor run every 700 allocations (measured ~3% of a dry run).
@@ -85,13 +86,14 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
     try:
         return _run(settings, paths, reporter=reporter, ledger=ledger, dry_run=dry_run,
                     max_line_bytes=max_line_bytes, stop=stop, stdin=stdin, session=session, dedupe=dedupe,
-                    clock=clock)
+                    clock=clock, event_filter=event_filter)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
-def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock):
+def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock,
+         event_filter):
     from gspx_cli.sender import RequestStats
 
     stop = stop or StopFlag()
@@ -114,7 +116,7 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
         sink.dedupe = dedupe
     coordinator = Coordinator(settings, paths, sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
                               stop=stop, max_line_bytes=max_line_bytes, stdin=stdin, dedupe=dedupe,
-                              budget=budget)
+                              budget=budget, event_filter=event_filter)
     reporter.start(ledger.stats, req_stats, coordinator.read_stats, dry_run=dry_run)
     try:
         coordinator.run()
@@ -129,8 +131,9 @@ class Coordinator:
     """The one loop that settles events: takes read batches, maps, hands plans to the sink, settles completions."""
 
     def __init__(self, settings, paths, *, sink, inbox, reporter, ledger, stop, max_line_bytes, stdin=None,
-                 dedupe=True, budget=None):
+                 dedupe=True, budget=None, event_filter=None):
         self._settings = settings
+        self._filter = event_filter if event_filter else None  # CLI.md "Filters"
         self._sink = sink
         self._inbox = inbox
         self._reporter = reporter
@@ -254,6 +257,8 @@ class Coordinator:
                 read(record)
             if record.problem is not None:
                 result = Invalid(record.problem)
+            elif self._filter is not None and not self._filter.keep(record.event):
+                result = Skipped(_type_of(record), FILTERED)
             else:
                 try:
                     result = map_event(record.event)

@@ -1,0 +1,57 @@
+"""Which events a run keeps (CLI.md "Filters"): --since / --until on the event time, --type, --event.
+
+Events left out are skipped with the reason "filtered", counted and settled like any other skip.
+"""
+
+from fnmatch import fnmatchcase
+
+from gspx_cli.mapping import to_epoch_ms
+
+FILTERED = "filtered"
+_TIME_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")  # CLI.md: the event's time, in this order
+
+
+class EventFilter:
+    """keep(event) for the run's filters; since/until in epoch milliseconds, [since, until)."""
+
+    def __init__(self, since=None, until=None, types=(), events=()):
+        self._since = since
+        self._until = until
+        self._types = frozenset(t.lower() for t in types)
+        self._events = tuple(events)
+
+    def __bool__(self):
+        return self._since is not None or self._until is not None or bool(self._types) or bool(self._events)
+
+    def keep(self, event):
+        """True when the event passes every filter given."""
+        event_type = event.get("type")
+        event_type = event_type.lower() if isinstance(event_type, str) else None
+        if self._types and event_type not in self._types:
+            return False
+        if self._events and event_type == "track":
+            name = event.get("event")
+            if isinstance(name, int) and not isinstance(name, bool):
+                name = str(name)
+            if not isinstance(name, str) or not any(fnmatchcase(name, p) for p in self._events):
+                return False
+        if self._since is not None or self._until is not None:
+            when = event_time(event)
+            if when is None:
+                return False  # no readable time: it cannot be shown to lie in the window
+            if self._since is not None and when < self._since:
+                return False
+            if self._until is not None and when >= self._until:
+                return False
+        return True
+
+
+def event_time(event):
+    """The event's time in epoch ms: timestamp, else originalTimestamp, else receivedAt; None if none parses."""
+    for name in _TIME_FIELDS:
+        value = event.get(name)
+        if value is not None and value != "":
+            ms = to_epoch_ms(value)
+            if ms is not None:
+                return ms
+    return None
