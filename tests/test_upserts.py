@@ -271,3 +271,80 @@ def test_a_dry_run_estimates_the_requests_time_and_days_of_a_live_run(setup):
     assert estimate["fewest"]["by_kind"] == {"POST /events/custom": 2, "PUT /accounts": 1, "PUT /users": 2}
     assert estimate["requests_per_day"] == 1_000_000
     assert "estimate" in run.stderr and "5 to 7 requests" in run.stderr
+
+
+# -- across runs, with the checkpoint -------------------------------------------------------------------
+
+
+def test_delivered_messageids_are_remembered_across_runs_standard_input_included(setup):
+    px, cfg, tmp = setup
+    events = [{"type": "identify", "userId": "u1", "messageId": "i1", "traits": {"email": "a@b.c"}},
+              _track(1), _track(2)]
+    text = "".join(json.dumps(e) + "\n" for e in events)
+    ckpt = str(tmp / "run.db")
+    assert gspx("send", "-c", cfg, "--checkpoint", ckpt, "-", input=text).exit_code == 0
+    sent = len(px.requests)
+    report = tmp / "report.json"
+    # the same data piped again after more of it: the first lines are skipped by count, the rest by messageId
+    again = gspx("send", "-c", cfg, "--checkpoint", ckpt, "--report", str(report), "-", input=text + text)
+    assert again.exit_code == 0 and len(px.requests) == sent
+    assert json.loads(report.read_text())["duplicates_skipped"] == 3
+    # and the same events in a file: no prefix to skip, the messageIds say they were delivered
+    run = gspx("send", "-c", cfg, "--checkpoint", ckpt, "--report", str(report), write_events(tmp, events))
+    assert run.exit_code == 0 and len(px.requests) == sent
+    data = json.loads(report.read_text())
+    assert data["skipped"] == 3 and data["duplicates_skipped"] == 3
+
+
+def test_a_dump_overlapping_an_earlier_one_sends_only_what_is_new(setup):
+    px, cfg, tmp = setup
+    ckpt = str(tmp / "run.db")
+    first = write_events(tmp, [_track(n) for n in range(10)], "first.ndjson")
+    second = write_events(tmp, [_track(n) for n in range(5, 15)], "second.ndjson")  # a re-export, half new
+    assert gspx("send", "-c", cfg, "--checkpoint", ckpt, first).exit_code == 0
+    run = gspx("send", "-c", cfg, "--checkpoint", ckpt, second)
+    assert run.exit_code == 0
+    assert Counter(e["attributes"]["n"] for e in px.events) == Counter(range(15))  # each once
+
+
+def test_the_checkpoint_remembers_objects_and_their_last_write_across_runs(setup):
+    px, cfg, tmp = setup
+    ckpt = str(tmp / "run.db")
+    identify = {"type": "identify", "userId": "u1", "traits": {"email": "a@b.c"}}
+    group = {"type": "group", "userId": "u1", "groupId": "g1", "traits": {"name": "Acme"}}
+    assert gspx("send", "-c", cfg, "--checkpoint", ckpt, write_events(tmp, [identify, group], "a.ndjson")).exit_code == 0
+    before = len(px.requests)
+    changed = {**group, "traits": {"name": "Acme", "plan": "pro"}}
+    run = gspx("send", "-c", cfg, "--checkpoint", ckpt, write_events(tmp, [changed, changed], "b.ndjson"))
+    assert run.exit_code == 0, run.stderr
+    # no user lookup (known), the account's update alone (known), the attach unchanged (the user's last
+    # write), and the second group entirely unchanged
+    assert [(r.method, r.path) for r in px.requests[before:]] == [("PUT", "/v1/accounts/g1")]
+
+
+def test_a_spent_daily_budget_stops_with_exit_5_and_the_next_day_goes_on(setup):
+    from gspx_cli.budget import utc_day
+    from gspx_cli.checkpoint import Checkpoint
+
+    px, cfg, tmp = setup
+    ckpt = str(tmp / "run.db")
+    path = write_events(tmp, [_track(n, user=f"u{n % 3}") for n in range(20)])
+    store = Checkpoint(ckpt).store
+    today = utc_day(time.time())
+    store.set_requests(today, 95)  # earlier runs today made 95 of the 100 allowed
+    store.close()
+    report = tmp / "report.json"
+    run = gspx("send", "-c", cfg, "--checkpoint", ckpt, "--daily-budget", "100", "--report", str(report), path)
+    assert run.exit_code == 5, run.stderr
+    assert len(px.requests) == 5  # never more than the budget in a UTC day
+    assert "budget is spent" in run.stderr and "next UTC day starts at 00:00 UTC" in run.stderr
+    data = json.loads(report.read_text())
+    assert data["stopped"] == "budget" and data["failed"] == 0 and data["not_sent"] == 15
+    assert data["daily_budget"] == {"limit": 100, "day": today, "used": 100}
+    store = Checkpoint(ckpt).store
+    assert store.requests_on(today) == 100
+    store.set_requests(today, 0)  # as if the next UTC day had come
+    store.close()
+    again = gspx("send", "-c", cfg, "--checkpoint", ckpt, "--daily-budget", "100", path)
+    assert again.exit_code == 0, again.stderr
+    assert Counter(e["attributes"]["n"] for e in px.events) == Counter(range(20))  # each once
