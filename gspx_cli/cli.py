@@ -11,7 +11,7 @@ from gspx_cli.checkpoint import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
 from gspx_cli.filters import EventFilter
 from gspx_cli.ledger import Ledger
-from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES
+from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES, set_error_dumps
 
 SEND_EPILOG = """\b
 Examples:
@@ -69,7 +69,7 @@ def _time_option(ctx, param, value):
 
 
 @cli.command(epilog=SEND_EPILOG, short_help="Send events from NDJSON files or stdin to Gainsight PX.")
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=True, allow_dash=True))
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Send nothing, need no API key; print the requests as JSON lines.")
 @click.option("--failed-output", type=click.Path(dir_okay=False),
@@ -98,6 +98,9 @@ def _time_option(ctx, param, value):
 @click.option("--event", "event_names", multiple=True, metavar="PATTERN",
               help="Keep only track events whose name matches this shell-style pattern (repeatable); other "
                    "types are not affected.")
+@click.option("--error-dumps", is_flag=True, expose_value=False, callback=lambda ctx, param, on: set_error_dumps(on),
+              help="Also read RudderStack processor-error dump jobs (rudder-proc-err-logs); without it such "
+                   "a file is refused.")
 @click.option("--limit-api-for-group", is_flag=True, default=None, help="The fewer-calls group flow.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")

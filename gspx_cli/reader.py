@@ -8,7 +8,7 @@ import sys
 import zlib
 from dataclasses import dataclass
 
-from . import jsonio
+from . import archives, jsonio
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # CLI.md --max-line-bytes default
 READ_CHUNK_BYTES = 64 * 1024  # a read this size stays in the CPU cache while it is split and parsed: 1 MiB reads measured 35% slower
@@ -16,6 +16,7 @@ GZIP_OUT_BYTES = 64 * 1024  # decompressed bytes per piece (cache-sized, as READ
 MAX_BATCH = 512  # records handed on at once; bounds what a stop leaves read but not sent
 POLL_SECONDS = 0.2  # a silent pipe is re-checked this often for a stop
 INCOMPLETE_PREFIX = "incomplete last line (no line end; is the file still being written?): "
+EMPTY_FOLDER_PROBLEM = "cannot open: Is a directory with no .json, .ndjson or .gz file in it"
 GZIP_MAGIC = b"\x1f\x8b"  # RFC 1952; no NDJSON line can start with 0x1f, so sniffing is safe
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -24,6 +25,21 @@ _JSON_TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number"
 # What a broken input raises: OS errors, and EOFError from _GunzipRaw for truncated or corrupt gzip
 # (zlib.error is listed in case a zlib call escapes that translation).
 _READ_ERRORS = (OSError, EOFError, zlib.error)
+# What a file whose first event line is one of these shapes is, when gspx refuses it whole (CLI.md
+# "Inputs as archived": once per file, never once per line).
+_STAGING_FILE = "a RudderStack warehouse staging file, not events: skipped"
+_JOB_STATUS_FILE = "a RudderStack job-status file, not events: skipped"
+_ERROR_DUMP_FILE = "a RudderStack processor-error dump, read only with --error-dumps: skipped"
+
+# --error-dumps (CLI.md): set once by the command line before a run. Process-wide because it is needed
+# both where files are read (the reader thread) and where lines are parsed (the coordinator's thread).
+_error_dumps = False
+
+
+def set_error_dumps(enabled):
+    """Read processor-error dump jobs (--error-dumps) or refuse them."""
+    global _error_dumps
+    _error_dumps = bool(enabled)
 
 
 @dataclass(slots=True)
@@ -97,8 +113,29 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
     for path in paths:
         if stopped is not None and stopped():
             return
+        if path != "-" and os.path.isdir(path):
+            yield from _folder_batches(path, max_line_bytes, skip_lines, stats, stopped)
+            continue
         skip = skip_lines.get(source_key(path), 0) if skip_lines else 0
         yield from _source_batches(path, max_line_bytes, skip, stats, stdin, stopped)
+
+
+def _folder_batches(folder, max_line_bytes, skip_lines, stats, stopped):
+    """Batches of every archive file under folder, oldest first, each file read as a FILE argument is."""
+    # Each file is an input of its own, named by its path under the folder as typed: its own FILE:LINE
+    # and its own checkpoint entry (source_key), so a rerun resumes file by file.
+    found = False
+    for path, problem in archives.iter_tree(folder):
+        if stopped is not None and stopped():
+            return
+        found = True
+        if problem is not None:
+            yield [Record(path, 0, b"", None, f"cannot open: {problem}")]
+            continue
+        skip = skip_lines.get(source_key(path), 0) if skip_lines else 0
+        yield from _source_batches(path, max_line_bytes, skip, stats, None, stopped)
+    if not found:  # most likely the wrong folder: said, as a missing file is, rather than a silent success
+        yield [Record(folder, 0, b"", None, EMPTY_FOLDER_PROBLEM)]
 
 
 def iter_records(paths, **kwargs):
@@ -118,7 +155,9 @@ def _total_size(paths):
         except OSError:
             continue  # it becomes a "cannot open" Record and reads 0 bytes
         if not stat.S_ISREG(st.st_mode):
-            return None  # a FIFO or /dev/fd/N from process substitution
+            # a FIFO or /dev/fd/N from process substitution; or a directory, whose tree is not walked
+            # twice (once here, once to read it) when it may hold millions of files
+            return None
         total += st.st_size
     return total
 
@@ -232,10 +271,47 @@ def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped):
         stream = itertools.chain((first,), chunks) if first else chunks
         if path.lower().endswith(".gz") or _starts_with_gzip(first):
             stream = _gunzip(stream)
-        yield from _split(path, stream, max_line_bytes, skip, stats, raw.ready)
+        yield from _screened(path, _split(path, stream, max_line_bytes, skip, stats, raw.ready))
     finally:
         if opened is not None:
             opened.close()
+
+
+def _screened(source, batches):
+    """The batches of one input, or one problem Record when its first line says it holds no events to send."""
+    # A refused file is one Record at line 0, like one that cannot be opened: one message, one failure
+    # in the counts, nothing settled in the checkpoint (a rerun refuses it again), and the rest is not
+    # read. The first line is parsed here, on the reader thread, because parsing proper happens later
+    # on the coordinator's: one extra parse per file.
+    for batch in batches:
+        for at, item in enumerate(batch):
+            if type(item) is tuple:
+                refusal = _file_refusal(item[2])
+                if refusal is not None:
+                    batches.close()  # stop reading: the file is refused whole
+                    yield [*batch[:at], Record(source, 0, b"", None, refusal)]
+                    return
+                yield batch
+                yield from batches
+                return
+        yield batch  # only problem Records so far (an overlong first line): the next line decides
+
+
+def _file_refusal(raw):
+    """Why a file whose first line is raw is refused whole, or None to read it."""
+    try:
+        value = jsonio.loads_bytes(raw)
+    except (UnicodeDecodeError, jsonio.JsonError):
+        return None  # reported at its line, like any bad line
+    if type(value) is not dict or "type" in value:
+        return None
+    if _is_staging(value):
+        return _STAGING_FILE
+    if _is_job_status(value):
+        return _JOB_STATUS_FILE
+    if "EventPayload" in value and not _error_dumps:
+        return _ERROR_DUMP_FILE
+    return None
 
 
 def _split(source, chunks, max_line_bytes, skip, stats, ready=None):
@@ -368,26 +444,77 @@ def _parse_line(source, line_no, raw, final=False):
     if type(value) is not dict:
         return [Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")]
     if "type" not in value:
-        # CLI.md: a RudderStack batch {"batch": [...]} or router envelope {"message": {...}}
-        # counts each event inside as its own event at this line.
+        # CLI.md "Inputs as archived": the shapes that wrap events; a bare event never gets here.
         batch = value.get("batch")
         if type(batch) is list:
-            # An empty batch holds no events, so it gives no Record, like a blank line.
-            records = []
-            count = len(batch)
-            for index, item in enumerate(batch):
-                if type(item) is dict:
-                    records.append(Record(source, line_no, raw, item, unwrapped=True, index=index, count=count))
-                else:
-                    # raw is the element alone (not unwrapped), so failed output writes just it.
-                    problem = f"batch element {index + 1} is not a JSON object (got {_json_type(item)})"
-                    records.append(Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem,
-                                          index=index, count=count))
-            return records
+            return _batch_records(source, line_no, raw, batch, "batch element")
         message = value.get("message")
         if type(message) is dict:
             return [Record(source, line_no, raw, message, unwrapped=True)]
+        return _archive_records(source, line_no, raw, value)
     return [Record(source, line_no, raw, value)]
+
+
+def _batch_records(source, line_no, raw, items, what):
+    """A Record per element of a list of events, each at this line with its index; none for an empty list."""
+    records = []
+    count = len(items)
+    for index, item in enumerate(items):
+        if type(item) is dict:
+            records.append(Record(source, line_no, raw, item, unwrapped=True, index=index, count=count))
+        else:
+            # raw is the element alone (not unwrapped), so failed output writes just it.
+            problem = f"{what} {index + 1} is not a JSON object (got {_json_type(item)})"
+            records.append(Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem,
+                                  index=index, count=count))
+    return records
+
+
+def _archive_records(source, line_no, raw, value):
+    """Records of an archived job (Event Replay, gateway backup, processor-error dump) or of a non-event line."""
+    payload = value.get("payload")
+    if type(payload) is dict:
+        # Event Replay: the record's own userId is rudder-server's internal key, never the user's id,
+        # so only the payload is handed on.
+        return _payload_records(source, line_no, raw, payload, "batch element")
+    payload = value.get("event_payload")
+    if type(payload) is dict:  # legacy gw_jobs_* backup: the gateway's request, {"batch": [...], "writeKey", ...}
+        return _payload_records(source, line_no, raw, payload, "batch element")
+    if "EventPayload" in value:
+        if not _error_dumps:
+            return [Record(source, line_no, raw, None, "a RudderStack processor-error dump job: read only with "
+                                                       "--error-dumps")]
+        payload = value["EventPayload"]
+        if type(payload) is list:
+            return _batch_records(source, line_no, raw, payload, "EventPayload element")
+        if type(payload) is dict:
+            return _payload_records(source, line_no, raw, payload, "EventPayload element")
+        return [Record(source, line_no, raw, None, f"EventPayload is not a JSON array (got {_json_type(payload)})")]
+    # Past a file's first line (which refuses the file whole): a file that mixes shapes, one problem a line.
+    if _is_staging(value):
+        return [Record(source, line_no, raw, None, "a RudderStack warehouse staging line, not an event")]
+    if _is_job_status(value):
+        return [Record(source, line_no, raw, None, "a RudderStack job-status line, not an event")]
+    return [Record(source, line_no, raw, value)]  # an event without a type: mapping says what is wrong
+
+
+def _payload_records(source, line_no, raw, payload, what):
+    """The events of a job's payload: a gateway batch, or one event."""
+    batch = payload.get("batch") if "type" not in payload else None
+    if type(batch) is list:
+        return _batch_records(source, line_no, raw, batch, what)
+    return [Record(source, line_no, raw, payload, unwrapped=True)]
+
+
+def _is_staging(value):
+    """A warehouse staging line: {"data": {columns}, "metadata": {"table", "columns", ...}}."""
+    metadata = value.get("metadata")
+    return type(metadata) is dict and "table" in metadata and "data" in value
+
+
+def _is_job_status(value):
+    """A jobsdb status row (gw_job_status_*): {"id", "job_id", "job_state", "attempt", ...}."""
+    return "job_state" in value and "job_id" in value
 
 
 def _json_type(value):

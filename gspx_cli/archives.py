@@ -1,0 +1,88 @@
+"""Directories as inputs (CLI.md "Inputs as archived"): the archive files under a folder, oldest first, streamed."""
+
+import os
+import re
+
+# CLI.md: every .json, .ndjson, .json.gz, .ndjson.gz and .gz file (the two .gz forms end in ".gz").
+ARCHIVE_SUFFIXES = (".json", ".ndjson", ".gz")
+# RudderStack's object-storage date folders: YYYY-MM-DD today, MM-DD-YYYY in older uploads and in
+# rudder-proc-err-logs (the issue's table, from rudder-server's uploader).
+_ISO_DAY = re.compile(r"(\d{4})-(\d{2})-(\d{2})\Z")
+_US_DAY = re.compile(r"(\d{2})-(\d{2})-(\d{4})\Z")
+# The first number in a name, after whatever text leads it: a unix time (<unix>.<source>.<uuid>.json.gz),
+# an hour folder, Segment's day in ms, Event Replay's first job id (<first>_<last>_...), gw_jobs_<ds>.
+_NUMBER = re.compile(r"(\D*)(\d+)")
+
+
+def order_key(name):
+    """The sort key of a folder entry among its siblings, so that archives are read oldest first."""
+    # A date folder by its date (both layouts on one scale), a name with a number by the text before
+    # it and then the number (so 9 comes before 10), else by the name.
+    day = _ISO_DAY.match(name)
+    if day:
+        return "", int(day[1] + day[2] + day[3]), name
+    day = _US_DAY.match(name)
+    if day:
+        return "", int(day[3] + day[1] + day[2]), name
+    number = _NUMBER.match(name)
+    if number:
+        return number[1], int(number[2]), name
+    return name, -1, name
+
+
+def is_archive_name(name):
+    """True for a file name gspx reads inside a directory."""
+    return name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def iter_tree(root):
+    """Yield (path, None) per archive file under root, oldest first, and (path, reason) per unlistable folder."""
+    # Paths start with root as typed, so FILE:LINE names the file as the user sees it. One folder is
+    # listed at a time, when the walk reaches it: the first file comes after one listing per level,
+    # never after the whole tree (a bucket synced to disk may hold millions of objects).
+    try:
+        top = _listing(root)
+    except OSError as exc:
+        yield root, _reason(exc)
+        return
+    stack = [(root, iter(top))]
+    while stack:
+        folder, entries = stack[-1]
+        for key, is_dir in entries:
+            path = os.path.join(folder, key[2])
+            if not is_dir:
+                yield path, None
+                continue
+            try:
+                listing = _listing(path)
+            except OSError as exc:
+                yield path, _reason(exc)
+                continue
+            stack.append((path, iter(listing)))
+            break  # the child folder is read to its end before the next sibling
+        else:
+            stack.pop()
+
+
+def _listing(folder):
+    """The sub-folders and archive files of one folder as (order_key, is_dir), sorted."""
+    # Only names are kept, not os.DirEntry objects: a date folder may hold tens of thousands of files.
+    entries = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            name = entry.name
+            try:
+                # A symlinked folder is not followed: a link to an ancestor would loop for ever.
+                if entry.is_dir(follow_symlinks=False):
+                    entries.append((order_key(name), True))
+                elif is_archive_name(name) and entry.is_file():
+                    entries.append((order_key(name), False))
+            except OSError:
+                continue  # it vanished while being listed: nothing to read there
+    entries.sort()
+    return entries
+
+
+def _reason(exc):
+    """A short human reason for an OS error ("Permission denied")."""
+    return exc.strerror or str(exc)
