@@ -109,7 +109,7 @@ def to_epoch_ms(value, field="value", warnings=None):
 
 def _separated_well(value):
     """False when a date is followed by something other than T, t, one space or the end."""
-    match = _DATE_THEN.match(value)
+    match = _DATE_THEN.match(value.strip())  # whitespace around the string is ignored (MAPPING.md)
     return match is None or match.group(1) in _SEPARATORS
 
 

@@ -103,6 +103,7 @@ def base_user(**fields_):
         ("2020-02-28T24:00Z", 1582934400000),  # leap year: 2020-02-29
         (" 2019-10-14T24:00:00Z\t", 1571097600000),
         ("\t2019-10-14\n", 1571011200000),
+        ("2000-01-01\t", 946684800000),  # a bare date, then whitespace: not a separator
         ("2019-10-14 09:03", 1571043780000),  # one space separates date and time too
         ("20240129T1300", 1706533200000),  # the basic format, with its T
         (1571043797562, 1571043797562),  # a number is epoch ms
