@@ -348,10 +348,10 @@ def test_the_progress_counts_line_shows_a_hold_and_its_start_time():
     try:
         since = time.mktime((2024, 1, 1, 12, 0, 1, 0, 0, -1))  # local 12:00:01
         reqs.hold = ("holding", since)
-        assert reporter._counts().endswith("holding: PX unavailable since 12:00:01")
-        assert reporter._status_line().endswith("holding: PX unavailable since 12:00:01")  # the log line too
+        assert reporter._text.counts().endswith("holding: PX unavailable since 12:00:01")
+        assert reporter._text.status_line().endswith("holding: PX unavailable since 12:00:01")  # the log line too
         reqs.hold = None
-        assert "holding" not in reporter._counts()
+        assert "holding" not in reporter._text.counts()
     finally:
         reporter.stop()
 

@@ -235,5 +235,5 @@ def test_progress_share_done_counts_events_still_waiting_for_px():
     stats.outcomes[FAILED] = 10
     reporter = Reporter(err=io.StringIO(), out=io.StringIO(), progress=False)
     reporter.start(stats, RequestStats(), read)
-    assert reporter._done_fraction() == pytest.approx(0.4)
-    assert " 40% eta " in reporter._status_line()
+    assert reporter._text.done_fraction() == pytest.approx(0.4)
+    assert " 40% eta " in reporter._text.status_line()
