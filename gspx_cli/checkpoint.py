@@ -1,5 +1,6 @@
 """The checkpoint: per input, the settled prefix of lines and the few settled beyond it (STYLE habit 9),
-what each input was when it was saved (its identity), and the lock that keeps it to one run at a time."""
+what each input was when it was saved (its identity), and the lock that keeps it to one run at a time.
+Its file is a SQLite database (store.py), which also keeps the run's memory of PX."""
 
 import errno
 import fcntl
@@ -7,22 +8,23 @@ import os
 import stat
 from collections import deque
 
-from gspx_cli import jsonio
 from gspx_cli.errors import ConfigError
 from gspx_cli.reader import source_key
 
-# 2 added each input's identity; a version 1 file (no identities) is still read, and resumed by line count
-CHECKPOINT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# The format snapshot() describes (store.FORMAT_VERSION). 2 added each input's identity; a version 1
+# file (no identities) is still read, and resumed by line count; 3 is the SQLite database.
+CHECKPOINT_VERSION = 3
 # Bytes hashed at the start of an input and just before its size at the save. Enough to tell a
 # re-exported dump or a rotated log from the file that was read (their first and last events
 # differ), cheap enough to hash at every save (CHECKPOINT_EVERY): two 64 KiB reads per input.
 IDENTITY_BLOCK = 64 * 1024
-LOCK_SUFFIX = ".lock"  # the checkpoint is replaced by rename at each save, so a sidecar file holds the lock
+# A sidecar file holds the lock: SQLite's own locks last a transaction, not a run, and converting a
+# JSON checkpoint replaces the file by rename.
+LOCK_SUFFIX = ".lock"
 
 
 class Checkpoint:
-    """Per input, the longest prefix of lines that is fully settled; saved atomically (STYLE habit 9).
+    """Per input, the longest prefix of lines that is fully settled; saved in one transaction (STYLE habit 9).
 
     Workers settle lines out of order, so when a run stops, some lines beyond the prefix are already
     delivered while earlier ones were never sent. Those are saved too (`settled_after`, and
@@ -31,9 +33,17 @@ class Checkpoint:
     """
 
     def __init__(self, path):
+        from gspx_cli.store import CheckpointStore  # sqlite3: only with --checkpoint (issue 13: start-up)
+
         self.path = path
-        # key -> prefix; key -> {line: None (whole) | {index}}; key -> identity at the last save
-        self.done, self._prior, self._identity, self.version = _load_state(path)
+        # the database; the delivery code keeps its messageIds, objects and requests per day there
+        self.store = CheckpointStore(path)
+        try:
+            # key -> prefix; key -> {line: None (whole) | {index}}; key -> identity at the last save
+            self.done, self._prior, self._identity = _load_state(self.store.load_inputs(), path)
+        except BaseException:
+            self.store.close()
+            raise
         self._seen = {}  # source key -> (stat signature, identity): an input that did not change is not hashed again
         self._current = set()  # keys of this run's inputs: their identity is taken anew at each save
         self._pending = {}  # source key -> {line: outstanding records}
@@ -150,9 +160,17 @@ class Checkpoint:
         return identity
 
     def check_inputs(self, paths):
-        """Refuse (ConfigError, exit 2) an input that is not the file this checkpoint recorded; return
-        notes for people about the inputs whose identity cannot be checked."""
-        notes = []
+        """Refuse (ConfigError, exit 2; the database closed) an input that is not the file this checkpoint
+        recorded; return notes for people: a JSON checkpoint converted, inputs whose identity cannot be checked."""
+        notes = [self.store.conversion_note] if self.store.conversion_note else []
+        try:
+            self._check_identities(paths, notes)
+        except ConfigError:
+            self.store.close()  # the run does not start
+            raise
+        return notes
+
+    def _check_identities(self, paths, notes):
         for path in dict.fromkeys(paths or ["-"]):
             key = self._key(path)
             self._current.add(key)  # checked (or accepted with a note): what it is now is what is saved
@@ -172,38 +190,26 @@ class Checkpoint:
                     raise ConfigError(f"{problem} Use another --checkpoint to send it as a new input, or "
                                       f"delete {self.path} to send everything again",
                                       key=f"--checkpoint {self.path}")
-        return notes
 
     def watermarks(self):
         """Per input, the settled prefix as it stands now."""
         return {k: v["settled_lines"] for k, v in self.snapshot()["inputs"].items()}
 
-    def write(self, data):
-        """Write a snapshot() atomically."""
-        atomic_write(self.path, (jsonio.dumps(data) + "\n").encode("utf-8"))
+    def save(self):
+        """Write the snapshot's inputs and the store's new rows in one transaction (StoreError, an OSError,
+        when it cannot be written)."""
+        self.store.commit(self.snapshot()["inputs"])
+
+    def close(self):
+        """Close the database; what was not saved is dropped."""
+        self.store.close()
 
 
-def _load_state(path):
-    """(prefix, lines settled beyond it, identity) per input, and the version, from a checkpoint file."""
-    try:
-        with open(path, "rb") as fh:
-            data = jsonio.loads(fh.read().decode("utf-8"))
-    except FileNotFoundError:
-        return {}, {}, {}, None
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError(f"cannot read checkpoint: {reason}", file=path, key="--checkpoint") from None
-    try:
-        version = data.get("version", 1)
-    except AttributeError:
-        raise ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint") from None
-    if version not in READABLE_VERSIONS:
-        raise ConfigError(f"checkpoint version {version!r} is not one this gspx reads "
-                          f"({', '.join(map(str, READABLE_VERSIONS))}): written by a newer gspx?",
-                          file=path, key="--checkpoint")
+def _load_state(inputs, path):
+    """(prefix, lines settled beyond it, identity) per input, from the store's entries."""
     try:
         done, prior, identities = {}, {}, {}
-        for key, entry in data["inputs"].items():
+        for key, entry in inputs.items():
             done[key] = int(entry["settled_lines"])
             after = {int(line): None for line in entry.get("settled_after", ())}
             for line, indices in entry.get("settled_parts", {}).items():
@@ -215,7 +221,7 @@ def _load_state(path):
                 identities[key] = {"size": int(identity["size"]), "block": int(identity["block"]),
                                    "head_sha256": str(identity["head_sha256"]),
                                    "tail_sha256": str(identity["tail_sha256"])}
-        return done, prior, identities, version
+        return done, prior, identities
     except (KeyError, TypeError, ValueError, AttributeError):
         raise ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint") from None
 
@@ -264,8 +270,9 @@ def _identity_problem(path, recorded):
 
 def check_writable(path, option, *, replaced=False):
     """Refuse (ConfigError, exit 2) an output path that cannot be written: a directory, a missing or
-    read-only folder, a file without write permission. `replaced`: the file is replaced by rename
-    (the checkpoint), so its folder must take new files and the path must be a regular file.
+    read-only folder, a file without write permission. `replaced`: the checkpoint, a SQLite database
+    that creates its journal beside it (and a JSON one is replaced by its conversion), so its folder
+    must take new files and the path, when it exists, must be a regular file that can be written.
     Leaves nothing behind: an output that is never written to is never created."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -277,13 +284,21 @@ def check_writable(path, option, *, replaced=False):
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise ConfigError("cannot write: it is a directory", key=f"{option} {path}")
     if st is not None and replaced and not stat.S_ISREG(st.st_mode):
-        raise ConfigError("not a regular file (it is replaced by rename at each save)", key=f"{option} {path}")
+        raise ConfigError("not a regular file (the checkpoint is a SQLite database)", key=f"{option} {path}")
     if not os.path.isdir(folder):
         raise ConfigError(f"cannot write: no such directory: {folder}", key=f"{option} {path}")
     # Real test writes rather than os.access, which says yes to root and knows nothing of read-only
     # mounts: appending nothing to an existing file, or a temp file where a new one would go.
+    if st is not None:
+        _try_write(path, path, option)
+    if st is None or replaced:
+        _try_write(f"in {folder}", path, option, folder=folder)
+
+
+def _try_write(where, path, option, folder=None):
+    """Append nothing to path, or create and remove a temp file in folder; ConfigError naming where if not."""
     try:
-        if st is not None and not replaced:
+        if folder is None:
             with open(path, "ab"):
                 pass
         else:
@@ -293,7 +308,6 @@ def check_writable(path, option, *, replaced=False):
             os.close(fd)
             os.unlink(tmp)
     except OSError as exc:
-        where = path if st is not None and not replaced else f"in {folder}"
         raise ConfigError(f"cannot write {where}: {exc.strerror}", key=f"{option} {path}") from None
 
 

@@ -57,6 +57,7 @@ class Ledger:
         self._failed_file = None
         self.output_error = None  # an OutputError once a write failed; nothing more is written there
         self._frozen = False  # the failed output vanished: what it took since is no longer recorded anywhere
+        self._closed = False
         self.checkpoint = Checkpoint(checkpoint) if checkpoint else None
 
     def read(self, record):
@@ -133,11 +134,11 @@ class Ledger:
     def save_checkpoint(self):
         """Write the checkpoint now; a failure is kept in output_error (the run stops), never raised."""
         self._check_failed_output()
-        if self.checkpoint is None or self._frozen:
+        if self.checkpoint is None or self._frozen or self._closed:
             return
         try:
-            self.checkpoint.write(self.checkpoint.snapshot())
-        except OSError as exc:
+            self.checkpoint.save()
+        except OSError as exc:  # the store's errors are OSErrors too, with SQLite's reason ("database or disk is full")
             if self.output_error is None:
                 self.output_error = OutputError(self.checkpoint.path, "--checkpoint", exc)
 
@@ -159,7 +160,7 @@ class Ledger:
                                                 "it was removed or replaced during the run")
 
     def close(self):
-        """Close the failed output and save the checkpoint a last time."""
+        """Close the failed output, save the checkpoint a last time and close its database."""
         self._check_failed_output()
         if self._failed_file:
             try:
@@ -169,3 +170,6 @@ class Ledger:
                     self.output_error = OutputError(self.failed_output, "--failed-output", exc)
             self._failed_file = None
         self.save_checkpoint()
+        if self.checkpoint is not None:
+            self._closed = True
+            self.checkpoint.close()

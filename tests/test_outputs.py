@@ -6,10 +6,12 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from e2e import DEADLINE, TEST_KEY, finish, gspx, wait_until, write_config, writ
 from gspx_cli import checkpoint as checkpoint_mod
 from gspx_cli.reader import source_key
 from gspx_cli.report import Reporter
+from gspx_cli.store import FORMAT_VERSION, CheckpointStore
 from test_report import MIXED, _result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +36,12 @@ def track(n, user=None):
 def numbers(px):
     """How often PX received each event number."""
     return Counter(e["attributes"]["n"] for e in list(px.events))
+
+
+def saved_inputs(path):
+    """The inputs entries the checkpoint at path holds now."""
+    with CheckpointStore(str(path)) as store:
+        return store.load_inputs()
 
 
 def no_traceback(text):
@@ -102,7 +111,7 @@ def test_an_output_in_a_read_only_directory_is_exit_2_before_any_request(setup, 
     assert "Permission denied" in run.stderr and px.requests == []
 
 
-def test_a_device_as_checkpoint_is_refused_it_is_replaced_at_each_save(setup):
+def test_a_device_as_checkpoint_is_refused_as_not_a_regular_file(setup):
     px, cfg, tmp = setup
     run = gspx("send", "-c", cfg, "--checkpoint", "/dev/full", write_events(tmp, [track(1)]))
     assert run.exit_code == 2 and "--checkpoint /dev/full: not a regular file" in run.stderr
@@ -173,7 +182,7 @@ def test_failed_output_removed_mid_run_stops_and_leaves_what_it_took_since_unset
         proc.stdin.write(b"bad 1\nbad 2\n")
         proc.stdin.flush()
         assert wait_until(lambda: failed.exists() and len(failed.read_bytes().splitlines()) == 2)
-        assert wait_until(lambda: ckpt.exists() and json.loads(ckpt.read_text())["inputs"]["-"]["settled_lines"] == 2)
+        assert wait_until(lambda: ckpt.exists() and saved_inputs(ckpt).get("-", {}).get("settled_lines") == 2)
         failed.unlink()  # e.g. a cleanup job: what gspx appends now goes into a file nobody can read
         proc.stdin.write(b"bad 3\n" + json.dumps(track(4)).encode() + b"\n")
         proc.stdin.flush()
@@ -186,7 +195,7 @@ def test_failed_output_removed_mid_run_stops_and_leaves_what_it_took_since_unset
     assert f"error: cannot write --failed-output {failed}: it was removed or replaced during the run" in err
     assert no_traceback(err)
     # line 3 went into the removed file: the checkpoint does not count it, so a rerun reads it again
-    assert json.loads(ckpt.read_text())["inputs"]["-"]["settled_lines"] == 2
+    assert saved_inputs(ckpt)["-"]["settled_lines"] == 2
 
 
 # -- the checkpoint lock ---------------------------------------------------------------------------
@@ -248,9 +257,9 @@ def _first_run(setup, lines, name="events.ndjson"):
 
 def test_checkpoint_records_each_input_size_and_block_hashes(setup):
     events, ckpt = _first_run(setup, [track(n) for n in range(5)])
-    saved = json.loads(open(ckpt).read())
-    assert saved["version"] == 2
-    identity = saved["inputs"][source_key(events)]["identity"]
+    with closing(sqlite3.connect(ckpt)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (str(FORMAT_VERSION),)
+    identity = saved_inputs(ckpt)[source_key(events)]["identity"]
     assert identity == checkpoint_mod.file_identity(events)
     assert identity["size"] == os.path.getsize(events) and identity["block"] == 64 * 1024
 
@@ -298,11 +307,11 @@ def test_an_input_that_only_grew_is_resumed_after_its_settled_lines(setup):
     run = gspx("send", "-c", cfg, "--checkpoint", ckpt, events)
     assert run.exit_code == 0, run.stderr
     assert numbers(px) == Counter(range(10, 15))
-    saved = json.loads(open(ckpt).read())["inputs"][source_key(events)]
+    saved = saved_inputs(ckpt)[source_key(events)]
     assert saved["settled_lines"] == 15 and saved["identity"]["size"] == os.path.getsize(events)
 
 
-def test_a_version_1_checkpoint_without_identity_is_resumed_with_a_note(setup):
+def test_a_version_1_checkpoint_without_identity_is_converted_and_resumed_with_a_note(setup):
     px, cfg, tmp = setup
     events = write_events(tmp, [track(n) for n in range(6)])
     ckpt = tmp / "old.ckpt"
@@ -310,10 +319,10 @@ def test_a_version_1_checkpoint_without_identity_is_resumed_with_a_note(setup):
     run = gspx("send", "-c", cfg, "--checkpoint", str(ckpt), events)
     assert run.exit_code == 0, run.stderr
     assert f"does not record what {events} was" in run.stderr and "resuming after line 4" in run.stderr
+    assert f"converted checkpoint {ckpt} from the JSON format 1 to SQLite" in run.stderr
     assert numbers(px) == Counter([4, 5])
-    saved = json.loads(ckpt.read_text())
-    assert saved["version"] == 2  # rewritten in the current format, identity included
-    assert saved["inputs"][source_key(events)]["identity"] == checkpoint_mod.file_identity(events)
+    assert ckpt.read_bytes().startswith(b"SQLite format 3\x00")  # rewritten in the current format
+    assert saved_inputs(ckpt)[source_key(events)]["identity"] == checkpoint_mod.file_identity(events)
 
 
 def test_a_checkpoint_from_a_newer_gspx_is_refused(setup):
@@ -322,6 +331,7 @@ def test_a_checkpoint_from_a_newer_gspx_is_refused(setup):
     ckpt.write_text(json.dumps({"version": 99, "inputs": {}}))
     run = gspx("send", "-c", cfg, "--checkpoint", str(ckpt), write_events(tmp, [track(1)]))
     assert run.exit_code == 2 and "checkpoint version 99" in run.stderr and px.requests == []
+    assert json.loads(ckpt.read_text()) == {"version": 99, "inputs": {}}  # left as it was
 
 
 def test_standard_input_resumes_by_line_count_and_says_so(setup):

@@ -18,10 +18,17 @@ from gspx_cli.coordinator import Coordinator, StopFlag
 from gspx_cli.ledger import DELIVERED, Ledger
 from gspx_cli.plan import Plan
 from gspx_cli.report import Reporter
+from gspx_cli.store import CheckpointStore
 
 
 def track(n, user=None):
     return json.dumps({"type": "track", "userId": user or f"u{n % 7}", "event": "E", "properties": {"n": n}})
+
+
+def saved_inputs(path):
+    """The inputs entries the checkpoint at path holds now."""
+    with CheckpointStore(str(path)) as store:
+        return store.load_inputs()
 
 
 def spawn(args, tmp_path, *, stdout=subprocess.PIPE):
@@ -155,7 +162,7 @@ def test_second_signal_exits_at_once_after_saving_the_checkpoint(px_server, tmp_
     proc.stdin.close()
     assert wait_until(lambda: len(px_server.px.requests) >= 1)
     assert signal_twice(proc, 0.5) == (143, True)
-    assert json.loads(ckpt.read_text())["inputs"]  # saved before leaving
+    assert saved_inputs(ckpt)  # saved before leaving
     assert "aborted at once" in (tmp_path / "gspx.err").read_text()
 
 
@@ -215,7 +222,7 @@ def test_file_appended_while_read_is_resumed_by_checkpoint_with_every_event_once
     assert finish(first) == 1
     err = (tmp_path / "gspx.err").read_text()
     assert f"{events}:5: incomplete last line" in err
-    assert json.loads(ckpt.read_text())["inputs"][str(events)]["settled_lines"] == 4
+    assert saved_inputs(ckpt)[str(events)]["settled_lines"] == 4
     with open(events, "a") as fh:  # the writer finishes the line and adds another
         fh.write(line4[15:] + "\n" + track(5) + "\n")
     second = spawn(["-c", cfg, "--checkpoint", str(ckpt), str(events)], tmp_path, stdout=subprocess.DEVNULL)
@@ -233,7 +240,7 @@ def test_complete_last_line_without_line_end_is_an_ordinary_line(px_server, tmp_
     proc.stdin.close()
     assert finish(proc) == 0
     assert len(px_server.px.events) == 2
-    assert json.loads(ckpt.read_text())["inputs"][str(events)]["settled_lines"] == 2
+    assert saved_inputs(ckpt)[str(events)]["settled_lines"] == 2
 
 
 # -- the coordinator with a fake sink -------------------------------------------------------------------
