@@ -8,30 +8,32 @@ import time
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-
-def _clock(seconds):
-    """H:MM:SS."""
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
+from gspx_cli.timetext import hms
 
 
 class LiveProgress(Progress):
-    """A Progress that pulls fresh counts at each refresh (workers never touch the display).
+    """A Progress that pulls fresh counts from a progress.ProgressText at each refresh (workers never
+    touch the display).
 
     Two lines: the bar (file, bar, %, ETA, elapsed), then the counts, which are too long to share a line.
     """
 
-    def __init__(self, console, refresh_per_second, *, on_refresh):
-        self._on_refresh = on_refresh  # before super(): Live renders once while being built
+    def __init__(self, console, refresh_per_second, text):
+        self._text = text
+        self._task = None  # before super(): Live renders once while being built, with no task yet
         self.counts = ""
         super().__init__(
             TextColumn("{task.description}"), BarColumn(bar_width=30), _PercentAndEta(),
             TextColumn("elapsed"), TimeElapsedColumn(),
             console=console, refresh_per_second=refresh_per_second, transient=True, get_time=time.monotonic,
         )
+        self._task = self.add_task(text.verb, total=None)
 
     def get_renderables(self):
-        self._on_refresh()
+        if self._task is not None:
+            self.counts = self._text.counts()
+            description, done, total = self._text.bar()
+            self.update(self._task, completed=done, total=total, description=description)
         yield from super().get_renderables()
         yield Text(self.counts, no_wrap=True, overflow="ellipsis")
 
@@ -45,7 +47,7 @@ class _PercentAndEta(ProgressColumn):
         if task.total is None or not task.total:
             return Text("")
         eta = task.time_remaining
-        eta_text = "?" if eta is None else _clock(eta)
+        eta_text = "?" if eta is None else hms(eta)
         return Text(f"{task.percentage:>3.0f}% eta {eta_text}")
 
 

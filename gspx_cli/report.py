@@ -1,4 +1,6 @@
-"""The only module that prints: dry-run lines to stdout; warnings, errors, progress and summary to stderr."""
+"""Everything a run shows, through one object: dry-run lines to stdout; warnings, errors, progress
+and the summary to stderr. Reporter writes the lines itself and hands the rest to progress.py (the
+live progress), summary.py (the end-of-run summary) and report_json.py (the --report JSON)."""
 
 import os
 import sys
@@ -9,23 +11,17 @@ import time
 
 from gspx_cli import jsonio
 from gspx_cli.report_json import report_data, write_report  # noqa: F401 - re-exported: cli.py and tests use them
-from gspx_cli.progress import ProgressText, _PlainProgress
-from gspx_cli.summary import _clock_time, _duration, summary_facts
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
+from gspx_cli.progress import ProgressText, _PlainProgress  # noqa: F401 - _PlainProgress: tests name it here
+from gspx_cli.progress import animates, isatty, show, wanted
+from gspx_cli.summary import print_summary
 from gspx_cli.plan import Plan, Skipped
+from gspx_cli.timetext import clock_time, duration
 
-PROGRESS_REFRESH = 4  # per second
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
-# status line this often. A module constant so that tests can shorten it.
+# status line this often. Here rather than in progress.py so that tests (and their subprocesses,
+# through gspx_cli.report) can shorten it on the module they already use.
 PLAIN_PROGRESS_SECONDS = 10.0
-NARROW_COLUMNS = 60  # below this the summary table would cut its headers ("ty…"): key: value lines instead
-DUMB_TERMS = ("dumb", "unknown")  # as rich counts them: no cursor movement, so no live display
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or already closed
-        return False
 
 
 class Reporter:
@@ -39,15 +35,10 @@ class Reporter:
         self.verbose = verbose and not quiet
         self.quiet = quiet
         self._progress_forced = progress
-        # "Only when stderr is a terminal": ask the stream itself, not rich, which also says yes
-        # when FORCE_COLOR is set (common in CI logs, where a live bar would only add noise).
-        self._want_progress = (_isatty(err) if progress is None else progress) and not quiet
-        # The bar animates only on a terminal that can move its cursor; a file, a pipe or TERM=dumb
-        # (wanted there with --progress, or a dumb terminal by default) gets plain lines instead.
-        self._animate = _isatty(err) and os.environ.get("TERM", "").strip().lower() not in DUMB_TERMS
-        self._progress = None
-        self._task = None
-        self._sources = None
+        self._want_progress = wanted(err, progress, quiet)
+        self._animate = animates(err)
+        self._progress = None  # the display while it shows (progress.show)
+        self._text = None  # what it says (progress.ProgressText), from start()
         self._finished = None
         self.dry = False
 
@@ -140,22 +131,22 @@ class Reporter:
         """A hold or Retry-After wait began or ended (gate.GateNews, times as epoch seconds): one line each,
         from a worker thread; `waiting` events are queued or in flight."""
         if news.kind == "end":
-            self.note(f"Gainsight PX answers again, after {_duration(news.duration)} held; "
+            self.note(f"Gainsight PX answers again, after {duration(news.duration)} held; "
                       "resuming at the full rate")
             return
         if news.kind == "waited":
-            self.note(f"the Retry-After has passed, after {_duration(news.duration)}; resuming")
+            self.note(f"the Retry-After has passed, after {duration(news.duration)}; resuming")
             return
-        since = _clock_time(news.since)
+        since = clock_time(news.since)
         next_in = max(0.0, news.next_try - time.time()) if news.next_try is not None else 0.0
         if news.kind == "wait":
             why = f"Gainsight PX asked everyone to wait ({news.reason})"
-            how = f"no request starts before {_clock_time(news.next_try)} (in {_duration(next_in)})"
+            how = f"no request starts before {clock_time(news.next_try)} (in {duration(next_in)})"
         else:
             why = f"Gainsight PX looks unavailable ({news.failures} failures in a row, last: {news.reason})"
-            how = f"one probe at a time, the next in {_duration(next_in)}"
+            how = f"one probe at a time, the next in {duration(next_in)}"
         self.warning(None, f"{why} since {since}: holding {waiting:,} events; {how}; "
-                           f"stopping (exit 4) if this lasts past {_duration(news.max_outage)} "
+                           f"stopping (exit 4) if this lasts past {duration(news.max_outage)} "
                            "(delivery.max_outage, --max-outage)")
 
     def request(self, method, url, status, ms, attempt):
@@ -181,38 +172,18 @@ class Reporter:
 
         self.console.print(Text(text, style=style or ""), soft_wrap=True)
 
-    # -- progress --------------------------------------------------------------------------------
+    # -- progress (progress.py) ------------------------------------------------------------------
     def start(self, stats, requests, read, *, dry_run=False):
         """Begin a run: remember where the counts live; start the progress display if wanted."""
         self.dry = dry_run
-        self._sources = (stats, requests, read)
-        self._text = ProgressText(self._sources, dry_run)
+        self._text = ProgressText((stats, requests, read), dry_run)
         self._finished = None
         want = self._want_progress
-        if dry_run and self._progress_forced is None and _isatty(self._out):
+        if dry_run and self._progress_forced is None and isatty(self._out):
             want = False  # dry-run lines go to the same terminal: a live bar would tear them
-        if not want:
-            return
-        if not self._animate:
-            self._progress = _PlainProgress(self._text.status_line, self._print, PLAIN_PROGRESS_SECONDS)
-            self._progress.start()
-            return
-        from gspx_cli.live import LiveProgress
-
-        self._progress = LiveProgress(self.console, PROGRESS_REFRESH, on_refresh=self._update)
-        self._task = self._progress.add_task("dry run" if dry_run else "sending", total=None)
-        self._progress.start()
-
-    def _update(self):
-        if self._progress is None or self._task is None:  # still being built, or already stopped
-            return
-        read = self._sources[2]
-        self._progress.counts = self._text.counts()
-        verb = "dry run" if self.dry else "sending"
-        where = f"{verb} {read.current}" if read.current and read.current != "-" else verb
-        # bytes_total is known once the reader has started (None for stdin or a pipe: no %, no ETA)
-        done = read.bytes_total * self._text.done_fraction() if read.bytes_total else read.bytes_read
-        self._progress.update(self._task, completed=done, total=read.bytes_total, description=where)
+        if want:
+            self._progress = show(self._text, animate=self._animate, console=lambda: self.console,
+                                  write=self._print, interval=PLAIN_PROGRESS_SECONDS)
 
     def stop(self):
         """End of the run: freeze the clock and take the progress display away."""
@@ -225,57 +196,14 @@ class Reporter:
         """Seconds from the start of the run to stop() (or to now, while running)."""
         return (self._finished or time.monotonic()) - stats.started
 
-    # -- end of run ------------------------------------------------------------------------------
+    # -- end of run (summary.py) -----------------------------------------------------------------
     def summary(self, result, *, failed_output=None, checkpoint=None):
-        """The closing summary on stderr: events by type x outcome, then the run's facts; on a console
-        narrower than NARROW_COLUMNS, plain `key: value` lines instead of the table."""
+        """The closing summary on stderr, unless --quiet: events by type x outcome, then the run's facts."""
         if self.quiet:
             return
-        stats = result.stats
-        out = stats.outcomes
-        elapsed = self.elapsed(stats)
-        sent_label = "would send" if self.dry else "delivered"
-        narrow = self.console.width < NARROW_COLUMNS
-        title = "gspx summary" + (" (dry run)" if self.dry else "")
-        labels = {DELIVERED: sent_label, SKIPPED: "skipped", INVALID: "invalid", FAILED: "failed",
-                  INTERRUPTED: "not sent"}
-        shown = [o for o in OUTCOMES if o != INTERRUPTED or out[o]]
-        rows = [(etype, stats.by_type[etype], sum(stats.by_type[etype].values())) for etype in sorted(stats.by_type)]
-        rows.append(("all", out, stats.read))
-
-        if narrow:
-            self._print(title)
-            for name, row, total in rows:
-                self._print_fact(name, ", ".join(f"{row[o]:,} {labels[o]}" for o in shown) + f" ({total:,} in all)",
-                                 narrow)
-        else:
-            from rich.table import Table
-
-            table = Table(title=title, title_justify="left")
-            table.add_column("type")
-            for o in shown:
-                table.add_column(labels[o], justify="right")
-            table.add_column("total", justify="right")
-            for name, row, total in rows:
-                table.add_row(name, *(f"{row[o]:,}" for o in shown), f"{total:,}",
-                              style="bold" if name == "all" and row is out else None)
-            self.console.print(table)
-
-        facts = summary_facts(result, dry=self.dry, elapsed=elapsed, failed_output=failed_output,
-                              checkpoint=checkpoint)
-        for name, value in facts:
-            self._print_fact(name, value, narrow)
-
-    def _print_fact(self, name, value, narrow):
-        """An aligned fact line, never wrapped (logs keep it whole); narrow: `name: value`, wrapped at words."""
-        from rich.text import Text
-
-        if not narrow:
-            self._print(f"{name:<14}{value}")
-        elif name:
-            self.console.print(Text(f"{name}: {value}"), soft_wrap=False)
-        else:
-            self.console.print(Text(f"  {value.strip()}"), soft_wrap=False)
+        elapsed = self.elapsed(result.stats)
+        print_summary(self.console, result, dry=self.dry, elapsed=elapsed, failed_output=failed_output,
+                      checkpoint=checkpoint)
 
     def settings_table(self, rows):
         """`gspx check`: the effective settings."""
