@@ -16,7 +16,7 @@ from gspx_cli.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.errors import STOP_EXIT_CODES
 from gspx_cli.filters import FILTERED
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
-from gspx_cli.mapping import Mapper
+from gspx_cli.mapping import Mapper, message_id as message_id_of
 from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.reader import ReadStats, iter_line_batches, parse_batch
 
@@ -112,8 +112,7 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
         today = utc_day(clock())
         budget = DailyBudget(settings.delivery.daily_budget,
                              {today: store.requests_on(today)} if store is not None else None, clock=clock)
-        sink = HttpSink(settings, reporter, inbox, req_stats, session, budget=budget)
-        sink.dedupe = dedupe
+        sink = HttpSink(settings, reporter, inbox, req_stats, session, budget=budget, dedupe=dedupe)
     coordinator = Coordinator(settings, paths, sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
                               stop=stop, max_line_bytes=max_line_bytes, stdin=stdin, dedupe=dedupe,
                               budget=budget, event_filter=event_filter)
@@ -226,11 +225,12 @@ class Coordinator:
         if error is not None and not self._stop.is_set():
             self._stop.set("output", error)
 
-    def _settle_completion(self, record, outcome, reason, event_type, message_id=None):
+    def _settle_completion(self, record, outcome, reason, event_type):
         if outcome is FAILED:
             self._reporter.event_failed(record.where, reason)
-        message_id = message_id or _message_id_of(record)
-        if message_id is not None and self._messages is not None:
+        # a completion carries the record, not the plan
+        message_id = message_id_of(record.event) if self._messages is not None and record.event else None
+        if message_id is not None:
             if outcome is DELIVERED:
                 self._messages.add(message_id, record.source, record.line_no)
             left = self._message_events.get(message_id, 1) - 1
@@ -278,14 +278,17 @@ class Coordinator:
                                                     else DUPLICATE))
                         settle(record, SKIPPED, DUPLICATE, result.type)
                         continue
-                    self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
                 if self._store is not None:
                     self._recall(result)
                 done = submit(record, result)
                 if done is None:
                     self._outstanding += 1
-                else:
-                    self._settle_completion(record, done, None, result.type, message_id)
+                    if message_id is not None and self._messages is not None:
+                        self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
+                else:  # completed at once (a dry run): nothing with its messageId is left in the sink
+                    if done is DELIVERED and message_id is not None and self._messages is not None:
+                        self._messages.add(message_id, record.source, record.line_no)
+                    settle(record, done, None, result.type)
                 continue
             sink.record(record, result)
             if kind is Skipped:
@@ -388,13 +391,6 @@ class Coordinator:
         os.write(2, (f"gspx: aborted at once (second signal): the checkpoint is saved{where}; "
                      "requests in flight were not waited for\n").encode())
         os._exit(code)
-
-
-def _message_id_of(record):
-    """The messageId of a record's event (a completion carries the record, not the plan)."""
-    event = record.event
-    value = event.get("messageId") if event is not None else None
-    return value if value.__class__ is str and value else None
 
 
 def _type_of(record):

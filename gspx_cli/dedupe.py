@@ -51,6 +51,6 @@ class StoredMemory:
         return self._store.delivered_at(message_id)
 
     def add(self, message_id, source, line_no):
-        """Remember one delivered messageId (written with the checkpoint's next save)."""
-        if self._store.delivered_at(message_id) is None:
-            self._store.add_delivered(message_id, f"{source}:{line_no}")
+        """Remember one delivered messageId (written with the checkpoint's next save; the store keeps the
+        first place it was given, so no lookup first)."""
+        self._store.add_delivered(message_id, f"{source}:{line_no}")

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from gspx_cli.plan import paths_cost
+from gspx_cli.plan import paths_cost, request_kind
 
 PX_DAILY_QUOTA = 1_000_000  # requests per day per subscription (PX's published reference, v0.1.6)
 _DAY = 86_400.0
@@ -18,6 +18,12 @@ class Estimate:
 
     def add(self, calls):
         """Count one event's listing."""
+        if len(calls) == 1:  # one request either way (a custom event, an update alone): most events
+            call = calls[0]
+            kind = f"{call.method} {request_kind(call.path)}"
+            self.fewest[kind] += 1
+            self.most[kind] += 1
+            return
         if not calls:
             return
         fewest, most = paths_cost(calls)

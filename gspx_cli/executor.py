@@ -4,8 +4,7 @@ the last body written to each (MAPPING.md "Upserts")."""
 import threading
 
 from gspx_cli.errors import PxError
-from gspx_cli.jsonio import digest
-from gspx_cli.plan import CREATE_MESSAGE, RequireUser, Upsert, expand
+from gspx_cli.plan import CREATE_MESSAGE, RequireUser, Upsert, body_digest, expand
 
 KNOWN_CACHE_SIZE = 1_000_000  # objects remembered per kind (~150 MB at most); past that the oldest is forgotten, which costs a request or two, never an error
 
@@ -18,9 +17,6 @@ class KnownIds:
         self._ids = {}  # insertion-ordered: the oldest comes first
         self._limit = limit
         self._lock = threading.Lock()
-
-    def __contains__(self, object_id):
-        return object_id in self._ids
 
     def get(self, object_id, default=None):
         """The digest of the last write ("" when unknown); default when not known to exist."""
@@ -73,7 +69,7 @@ class Executor:
                 raise
             if resp.ok:
                 if call.known is not None:
-                    last = digest(call.wrote) if call.wrote is not None else known[call.known[0]].get(call.known[1], "")
+                    last = body_digest(call.wrote) if call.wrote is not None else known[call.known[0]].get(call.known[1], "")
                     known[call.known[0]].add(call.known[1], last)
                     facts.append((*call.known, last))
                     if call.fresh and stats is not None:

@@ -407,7 +407,7 @@ def _event_time(event, warnings, date=None):
     return None
 
 
-def _message_id(event):
+def message_id(event):
     """The event's messageId when it is a non-empty string (MAPPING.md "Duplicate events"), else None."""
     value = event.get("messageId")
     return value if value.__class__ is str and value else None
@@ -491,7 +491,7 @@ class Mapper:
                 create.setdefault("createDate", when)
         step = Upsert(kind="user", id=user_id, update_body=body, create_body=create, create_first=self._create_first)
         return Plan(event_type, user_id, (step,), tuple(warnings) if warnings else _NO_WARNINGS,
-                    _message_id(event))
+                    message_id(event))
 
     # ---- group (MAPPING.md "group -> create or update a PX Account, then attach the user") ----
 
@@ -545,7 +545,7 @@ class Mapper:
         attach = Update("user", user_id, {"accountId": group_id})
         steps = (upsert, attach) if limit else (RequireUser(user_id), upsert, attach)
         return Plan(event_type, user_id, steps, tuple(warnings) if warnings else _NO_WARNINGS,
-                    _message_id(event))
+                    message_id(event))
 
     # ---- track (MAPPING.md "track -> one PX custom event") ----
 
@@ -607,7 +607,7 @@ class Mapper:
         if global_context:
             body["globalContext"] = global_context
         return Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),),
-                    tuple(warnings) if warnings else _NO_WARNINGS, _message_id(event))
+                    tuple(warnings) if warnings else _NO_WARNINGS, message_id(event))
 
     def _event_global_context(self, properties, warnings):
         # MAPPING.md: a non-empty properties.globalContext wins over the configured one

@@ -161,9 +161,24 @@ def expand(plan, known, unchanged=None):
     return calls
 
 
+_last_digest = (None, None)  # (body, its digest): the listing and surely_known() ask for the same body in turn
+
+
+def body_digest(body):
+    """jsonio.digest of a body, computed once when it is asked for twice in a row (it holds the body, so
+    `is` cannot match a new dict at a reused address; swapping a tuple is safe across threads)."""
+    global _last_digest
+    last_body, last = _last_digest
+    if last_body is body:
+        return last
+    last = digest(body)
+    _last_digest = (body, last)
+    return last
+
+
 def _unchanged(known, kind, object_id, body, unchanged):
     last = known[kind].get(object_id)
-    if not last or last != digest(body):
+    if not last or last != body_digest(body):
         return False
     if unchanged is not None:
         unchanged.append((kind, object_id))
@@ -256,11 +271,11 @@ def surely_known(plan, known):
         elif kind is Upsert:
             if step.create_body is None and known[step.kind].get(step.id) is None:
                 return learnt
-            learnt.append((step.kind, step.id, digest(step.update_body)))
+            learnt.append((step.kind, step.id, body_digest(step.update_body)))
         elif kind is Update:  # the attach: sure only of a user known or made by this very plan
             if known[step.kind].get(step.id) is None and (step.kind, step.id) not in {k[:2] for k in learnt}:
                 return learnt
-            learnt.append((step.kind, step.id, digest(step.body)))
+            learnt.append((step.kind, step.id, body_digest(step.body)))
     return learnt
 
 

@@ -28,13 +28,13 @@ class PrintSink:
         self._reporter = reporter
         self._base_url = base_url
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
-        self._known = self.known = new_known()
+        self.known = new_known()
         self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
-        known = self._known
+        known = self.known
         unchanged = []
         calls = expand(plan, known, unchanged)
         if self.error is None:
@@ -87,9 +87,8 @@ class HttpSink:
 
     error = None  # its outputs are the ledger's; nothing of its own can fail to be written
     remembers = True  # what it learns of PX goes to the checkpoint, and what the checkpoint knows to it
-    dedupe = True  # False with --no-dedupe: events with one messageId may run at once
 
-    def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None):
+    def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None, dedupe=True):
         from gspx_cli import gate
         from gspx_cli.px import PxClient
         from gspx_cli.sender import BACKOFF_BASE, Halt, RateLimiter, RetryPolicy, Sender
@@ -109,7 +108,8 @@ class HttpSink:
                         on_request=reporter.request if reporter.verbose else None, gate=self._gate, budget=budget)
         self._executor = Executor(sender, stats=req_stats)
         self.known = self._executor.known  # the coordinator adds what the checkpoint remembers
-        # messageId -> [state, FILE:LINE] of the events with it that started: "inflight" or "delivered".
+        self._dedupe = dedupe  # False with --no-dedupe: events with one messageId may run at once
+        # messageId -> "inflight" or "delivered", for the events with it that started.
         # Two events with one messageId never run at once; the coordinator forgets an entry once no
         # event with it is queued (forget()), so this holds only what is in the pipeline.
         self._claims = {}
@@ -172,7 +172,7 @@ class HttpSink:
             user, (record, plan) = got
             self._current[name] = (record, plan)
             try:
-                outcome, reason, stop, facts = self._deliver_once(record, plan)
+                outcome, reason, stop, facts = self._deliver_once(plan)
             finally:
                 with self._report_lock:
                     del self._current[name]
@@ -189,20 +189,20 @@ class HttpSink:
         with self._claims_cond:
             self._claims.pop(message_id, None)
 
-    def _deliver_once(self, record, plan):
+    def _deliver_once(self, plan):
         """_deliver, unless an event with the same messageId was delivered: then it is skipped; while
         one is in flight, wait for its outcome (MAPPING.md "Duplicate events")."""
         message_id = plan.message_id
-        if message_id is None or not self.dedupe:
+        if message_id is None or not self._dedupe:
             return self._deliver(plan)
         claims, cond = self._claims, self._claims_cond
         with cond:
             while True:
                 claim = claims.get(message_id)
                 if claim is None:
-                    claims[message_id] = ["inflight", record.where]
+                    claims[message_id] = "inflight"
                     break
-                if claim[0] == "delivered":
+                if claim == "delivered":
                     return SKIPPED, DUPLICATE, None, ()
                 if self._halt.is_set():
                     return INTERRUPTED, None, None, ()
@@ -214,7 +214,7 @@ class HttpSink:
         finally:
             with cond:
                 if result is not None and result[0] is DELIVERED:
-                    claims[message_id][0] = "delivered"
+                    claims[message_id] = "delivered"
                 else:
                     del claims[message_id]  # failed or not sent: a later event with it is sent
                 cond.notify_all()
