@@ -37,35 +37,43 @@ def is_archive_name(name):
 
 def iter_tree(root):
     """Yield (path, None) per archive file under root, oldest first, and (path, reason) per unlistable folder."""
+    for path, problem, _ in walk(root, listing, os.path.join):
+        yield path, problem
+
+
+def walk(root, listing, join):
+    """Yield (path, problem, info) per file under root, oldest first: problem is None, or why a folder
+    could not be listed. listing(folder) -> sorted [(order_key, is_dir, info)], raising OSError;
+    join(folder, name) -> path. A directory on disk and an object-store prefix walk the same way."""
     # Paths start with root as typed, so FILE:LINE names the file as the user sees it. One folder is
     # listed at a time, when the walk reaches it: the first file comes after one listing per level,
-    # never after the whole tree (a bucket synced to disk may hold millions of objects).
+    # never after the whole tree (a bucket may hold millions of objects).
     try:
-        top = _listing(root)
+        top = listing(root)
     except OSError as exc:
-        yield root, _reason(exc)
+        yield root, _reason(exc), None
         return
     stack = [(root, iter(top))]
     while stack:
         folder, entries = stack[-1]
-        for key, is_dir in entries:
-            path = os.path.join(folder, key[2])
+        for key, is_dir, info in entries:
+            path = join(folder, key[2])
             if not is_dir:
-                yield path, None
+                yield path, None, info
                 continue
             try:
-                listing = _listing(path)
+                children = listing(path)
             except OSError as exc:
-                yield path, _reason(exc)
+                yield path, _reason(exc), None
                 continue
-            stack.append((path, iter(listing)))
+            stack.append((path, iter(children)))
             break  # the child folder is read to its end before the next sibling
         else:
             stack.pop()
 
 
-def _listing(folder):
-    """The sub-folders and archive files of one folder as (order_key, is_dir), sorted."""
+def listing(folder):
+    """The sub-folders and archive files of one folder as (order_key, is_dir, None), sorted."""
     # Only names are kept, not os.DirEntry objects: a date folder may hold tens of thousands of files.
     entries = []
     with os.scandir(folder) as it:
@@ -74,9 +82,9 @@ def _listing(folder):
             try:
                 # A symlinked folder is not followed: a link to an ancestor would loop for ever.
                 if entry.is_dir(follow_symlinks=False):
-                    entries.append((order_key(name), True))
+                    entries.append((order_key(name), True, None))
                 elif is_archive_name(name) and entry.is_file():
-                    entries.append((order_key(name), False))
+                    entries.append((order_key(name), False, None))
             except OSError:
                 continue  # it vanished while being listed: nothing to read there
     entries.sort()

@@ -8,7 +8,8 @@ import os
 import stat
 from collections import deque
 
-from gspx_cli.errors import ConfigError
+from gspx_cli import remote
+from gspx_cli.errors import ConfigError, ReplacedInputError
 from gspx_cli.reader import source_key
 
 # The format snapshot() describes (store.FORMAT_VERSION). 2 added each input's identity; a version 1
@@ -51,6 +52,7 @@ class Checkpoint:
         self._last = {}  # source key -> last line registered
         self._parts = {}  # (key, line) -> {index} settled so far, for lines settled in part
         self._keys = {}  # source as typed -> source key: abspath once per input, not per event
+        self._objects = {}  # URL -> identity of the object read in this run (set by the reader thread)
 
     def _key(self, source):
         key = self._keys.get(source)
@@ -147,6 +149,8 @@ class Checkpoint:
         """The identity of an input read in this run, as it is now (a growing file: its size now)."""
         if path is None or key == "-":
             return None
+        if remote.is_url(key):
+            return self._objects.get(key, self._identity.get(key))
         try:
             st = os.stat(path)
         except OSError:
@@ -181,15 +185,35 @@ class Checkpoint:
             if key == "-":
                 notes.append(f"note: standard input: skipping the first {lines:,} lines, as {self.path} says; "
                              "gspx cannot check that the same data is piped again")
+            elif remote.is_url(path):
+                continue  # an object's identity is checked when the walk reaches it (verify)
             elif recorded is None:
                 notes.append(f"note: {self.path} does not record what {path} was (written by an older gspx, "
                              f"or not a regular file): resuming after line {lines:,} without checking it")
             else:
                 problem = _identity_problem(path, recorded)
                 if problem:
-                    raise ConfigError(f"{problem} Use another --checkpoint to send it as a new input, or "
-                                      f"delete {self.path} to send everything again",
+                    raise ConfigError(f"{problem} {_REFUSAL_ADVICE.format(path=self.path)}",
                                       key=f"--checkpoint {self.path}")
+
+    def verify(self, path, identity):
+        """Raise ReplacedInputError when a file found in a directory or an object store (identity: the
+        object's, None for a file on disk) is not the one this checkpoint recorded with lines settled."""
+        key = self._key(path)
+        recorded = self._identity.get(key)
+        if recorded is None or (not self.done.get(key) and not self._prior.get(key)):
+            return
+        if identity is None:
+            problem = _identity_problem(path, recorded)
+        else:
+            problem = _object_problem(path, recorded, identity)
+        if problem:
+            raise ReplacedInputError(f"{problem} {_REFUSAL_ADVICE.format(path=self.path)}",
+                                     key=f"--checkpoint {self.path}")
+
+    def observe(self, path, identity):
+        """The identity of an object being read in this run (from the reader thread), saved with its lines."""
+        self._objects[self._key(path)] = identity
 
     def watermarks(self):
         """Per input, the settled prefix as it stands now."""
@@ -217,7 +241,9 @@ def _load_state(inputs, path):
             if after:
                 prior[key] = after
             identity = entry.get("identity")
-            if identity is not None:
+            if identity is not None and identity.get("version") is not None:  # an object in a store
+                identities[key] = {"size": int(identity["size"]), "version": str(identity["version"])}
+            elif identity is not None:
                 identities[key] = {"size": int(identity["size"]), "block": int(identity["block"]),
                                    "head_sha256": str(identity["head_sha256"]),
                                    "tail_sha256": str(identity["tail_sha256"])}
@@ -248,8 +274,24 @@ def file_identity(path, size=None, block=IDENTITY_BLOCK):
             "tail_sha256": hashlib.sha256(tail).hexdigest()}
 
 
+_REFUSAL_ADVICE = "Use another --checkpoint to send it as a new input, or delete {path} to send everything again"
+
+
+def _object_problem(url, recorded, identity):
+    """Why the object at url is not the recorded one (None when it is): objects are written whole, so
+    any other version or size is another object."""
+    if "version" not in recorded:
+        return None  # recorded as a file on disk: nothing to compare an object with
+    if identity["version"] == recorded["version"] and identity["size"] == recorded["size"]:
+        return None
+    return (f"{url}: the object differs from when the checkpoint was saved ({recorded['version']}, "
+            f"{recorded['size']:,} bytes then; {identity['version']}, {identity['size']:,} bytes now): replaced?")
+
+
 def _identity_problem(path, recorded):
     """Why the file at path is not the recorded one (None when it is, or only grew since)."""
+    if "version" in recorded:
+        return None  # recorded as an object in a store
     try:
         size = os.stat(path).st_size
     except OSError:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gspx_cli import __version__, config, coordinator, report
+from gspx_cli import __version__, config, coordinator, remote, report
 from gspx_cli.checkpoint import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
 from gspx_cli.filters import EventFilter
@@ -51,6 +51,15 @@ def cli():
     """Forward RudderStack events (NDJSON) to Gainsight PX."""
 
 
+class _InputPath(click.Path):
+    """A FILE argument: a path that exists, "-", or an object-store URL (checked once the store is reached)."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and remote.is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 def _config_option(f):
     return click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
                         help="YAML config [default: $GSPX_CONFIG, else ./gspx.yaml].")(f)
@@ -69,7 +78,7 @@ def _time_option(ctx, param, value):
 
 
 @cli.command(epilog=SEND_EPILOG, short_help="Send events from NDJSON files or stdin to Gainsight PX.")
-@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=True, allow_dash=True))
+@click.argument("files", nargs=-1, type=_InputPath(exists=True, dir_okay=True, allow_dash=True))
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Send nothing, need no API key; print the requests as JSON lines.")
 @click.option("--failed-output", type=click.Path(dir_okay=False),
@@ -101,6 +110,9 @@ def _time_option(ctx, param, value):
 @click.option("--error-dumps", is_flag=True, expose_value=False, callback=lambda ctx, param, on: set_error_dumps(on),
               help="Also read RudderStack processor-error dump jobs (rudder-proc-err-logs); without it such "
                    "a file is refused.")
+@click.option("--endpoint-url", metavar="URL", envvar="AWS_ENDPOINT_URL",
+              help="An S3-compatible endpoint for s3:// inputs (MinIO, Ceph, a local server) [default: "
+                   "$AWS_ENDPOINT_URL, else AWS].")
 @click.option("--limit-api-for-group", is_flag=True, default=None, help="The fewer-calls group flow.")
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")
@@ -113,9 +125,10 @@ def _time_option(ctx, param, value):
               help="One line per request on stderr: method, URL, status, milliseconds, attempt.")
 @click.pass_context
 def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
-         max_outage, upsert, no_dedupe, daily_budget, since, until, types, event_names, limit_api_for_group,
-         max_line_bytes, report_path, progress, quiet, verbose):
-    """Send RudderStack events from FILEs (NDJSON, .gz; '-' or none: stdin) to Gainsight PX.
+         max_outage, upsert, no_dedupe, daily_budget, since, until, types, event_names, endpoint_url,
+         limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
+    """Send RudderStack events from FILEs (NDJSON, .gz, directories, s3:// and gs:// prefixes; '-' or
+    none: stdin) to Gainsight PX.
 
     Data (the --dry-run lines) goes to stdout; progress, errors and the summary go to stderr.
     Exit status: 0 all delivered or skipped, 1 some events failed or an output (--failed-output,
@@ -139,6 +152,10 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
         check_writable(failed_output, "--failed-output")
     if checkpoint:
         check_writable(checkpoint, "--checkpoint", replaced=True)
+    urls = [path for path in files if remote.is_url(path)]
+    if urls:  # credentials, bucket and rights: said in one line before anything is sent
+        remote.set_endpoint_url(endpoint_url)
+        remote.check(urls)
     lock = CheckpointLock(checkpoint).acquire() if checkpoint else None
     try:
         ledger = Ledger(failed_output=failed_output, checkpoint=checkpoint)

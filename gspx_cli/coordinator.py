@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from gspx_cli import fields
 from gspx_cli.budget import DailyBudget, utc_day
 from gspx_cli.dedupe import DUPLICATE, RunMemory, StoredMemory
-from gspx_cli.errors import STOP_EXIT_CODES
+from gspx_cli.errors import STOP_EXIT_CODES, ReplacedInputError
 from gspx_cli.filters import FILTERED
 from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
 from gspx_cli.mapping import Mapper, message_id as message_id_of
@@ -154,7 +154,8 @@ class Coordinator:
         self._message_events = {}  # messageId -> events with it handed to the sink and not completed
         self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
         self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
-                               skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin)
+                               skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin,
+                               inputs=checkpoint)
 
     def run(self):
         """Until every event read is settled, or the run stops; then write everything down."""
@@ -435,6 +436,8 @@ class _Reader:
                 self._inbox.put(("lines", batch))
                 if stopped():
                     break
+        except ReplacedInputError as exc:  # the run stops there, like a replaced FILE before it (exit 2)
+            self._inbox.put(("stop", "replaced", exc))
         except Exception as exc:  # noqa: BLE001 - reported by the coordinator, never a dead silent thread
             error = exc
         self._inbox.put(("eof", error))

@@ -26,6 +26,7 @@ STOP_EXIT_CODES = {
     "outage": ExitCode.OUTAGE,
     "budget": ExitCode.BUDGET,
     "output": ExitCode.EVENTS_FAILED,
+    "replaced": ExitCode.CONFIG,
 }
 
 
@@ -51,6 +52,11 @@ class ConfigError(GspxError):
         elif key:
             where = f"{key}: "
         super().__init__(f"{where}{message}")
+
+
+class ReplacedInputError(ConfigError):
+    """A file found in a directory or an object store is not the one the checkpoint recorded: the run
+    stops there (exit 2), as a replaced FILE is refused before the run."""
 
 
 class AuthRejectedError(GspxError):

@@ -36,7 +36,8 @@ _SCHEMA = (
     # per input (source key): the settled prefix, the few lines settled beyond it (JSON lists: they only
     # cover what was in flight), and its identity when it was saved
     "CREATE TABLE inputs (key TEXT PRIMARY KEY, settled_lines INTEGER NOT NULL, settled_after TEXT, "
-    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT) WITHOUT ROWID",
+    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT, version TEXT) "
+    "WITHOUT ROWID",
     # input names of `delivered`, once each: tens of millions of rows must not repeat a path each
     "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
     # line NULL: `source` is the whole place (not FILE:LINE); source NULL: delivered, place unknown
@@ -45,8 +46,10 @@ _SCHEMA = (
     "PRIMARY KEY (kind, id)) WITHOUT ROWID",
     "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
 )
-_INPUT_COLUMNS = "key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256"
-_IDENTITY = ("size", "block", "head_sha256", "tail_sha256")
+# version: an object's ETag or generation (remote.identity); block and the hashes are a file's on disk
+_INPUT_COLUMNS = "key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256, version"
+_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?"
+_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version")
 
 
 class StoreError(OSError):
@@ -155,7 +158,7 @@ class CheckpointStore:
         self._new_sources = {}
 
     def _flush(self, con, input_rows):
-        con.executemany(f"INSERT OR REPLACE INTO inputs ({_INPUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        con.executemany(f"INSERT OR REPLACE INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})",
                         input_rows)
         delivered = [(message_id, *self._place(where)) for message_id, where in self._delivered.items()]
         con.executemany("INSERT INTO sources (id, name) VALUES (?, ?)",
@@ -278,7 +281,7 @@ def _build_and_rename(path, input_rows):
         con = _open(tmp)
         try:
             con.execute("BEGIN IMMEDIATE")
-            con.executemany(f"INSERT INTO inputs ({_INPUT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", input_rows)
+            con.executemany(f"INSERT INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})", input_rows)
             con.execute("COMMIT")
         finally:
             con.close()  # WAL folded into the file: it is one file again, ready to rename
@@ -351,6 +354,17 @@ def _check_schema(path, con):
     if version != FORMAT_VERSION:
         _check_version(path, version)
         raise _not_ours(path)  # 1 and 2 were only ever JSON
+    _add_version_column(path, con)
+
+
+def _add_version_column(path, con):
+    """The objects' identity column, added to a database written before object stores were read."""
+    try:
+        columns = {row[1] for row in con.execute("PRAGMA table_info(inputs)")}
+        if "version" not in columns:
+            con.execute("ALTER TABLE inputs ADD COLUMN version TEXT")
+    except sqlite3.Error as exc:
+        raise _read_error(path, exc) from None
 
 
 def _tables(con):
@@ -375,10 +389,12 @@ def _input_row(key, entry):
              for line, indices in entry.get("settled_parts", {}).items()}
     identity = entry.get("identity")
     if identity is None:
-        ids = (None, None, None, None)
+        ids = (None, None, None, None, None)
+    elif identity.get("version") is not None:
+        ids = (int(identity["size"]), None, None, None, str(identity["version"]))
     else:
         ids = (int(identity["size"]), int(identity["block"]), str(identity["head_sha256"]),
-               str(identity["tail_sha256"]))
+               str(identity["tail_sha256"]), None)
     return (key, int(entry["settled_lines"]), jsonio.dumps(after) if after else None,
             jsonio.dumps(dict(sorted(parts.items(), key=lambda kv: int(kv[0])))) if parts else None, *ids)
 
@@ -392,7 +408,7 @@ def _entry(row):
     if parts:
         entry["settled_parts"] = jsonio.loads(parts)
     if identity[0] is not None:
-        entry["identity"] = dict(zip(_IDENTITY, identity))
+        entry["identity"] = {name: value for name, value in zip(_IDENTITY, identity) if value is not None}
     return entry
 
 

@@ -21,7 +21,8 @@ TOP_REASONS_SHOWN = 5  # failure reasons in the summary; --report lists up to re
 STOPS = {"SIGINT": "Ctrl-C (SIGINT)", "SIGTERM": "SIGTERM", "SIGHUP": "SIGHUP (hang-up)",
          "auth": "Gainsight PX refusing the API key", "outage": "Gainsight PX staying unavailable (delivery.max_outage)",
          "output": "an output that could not be written",
-         "budget": "the day's request budget (--daily-budget) being spent"}
+         "budget": "the day's request budget (--daily-budget) being spent",
+         "replaced": "an input that is not what the checkpoint recorded"}
 
 
 # -- printing ------------------------------------------------------------------------------------

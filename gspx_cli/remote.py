@@ -1,0 +1,139 @@
+"""Object-store inputs (CLI.md "Inputs as archived"): s3:// and gs:// URLs read through fsspec.
+
+s3fs and gcsfs are optional extras (`pip install 'gspx-cli[s3]'`, `[gcs]`), imported only when a URL
+is given, so the core install and its start-up stay as they were. A prefix is walked as a directory
+is (archives.walk): one "folder" listed at a time, oldest first; each object is an input of its own,
+named by its URL, with its identity (ETag or generation, and size) for the checkpoint.
+"""
+
+import os
+import posixpath
+
+from gspx_cli import archives
+from gspx_cli.errors import ConfigError
+
+# URL scheme -> (fsspec protocol, the module that implements it, the extra that installs it)
+_SCHEMES = {"s3": ("s3", "s3fs", "s3"), "gs": ("gcs", "gcsfs", "gcs"), "gcs": ("gcs", "gcsfs", "gcs")}
+# Bytes fetched per ranged GET while an object is read: an object of rudder-logs (a few MB of gzip)
+# comes in one or two requests, and a big one never sits whole in memory.
+READ_BLOCK_BYTES = 8 * 1024 * 1024
+# --endpoint-url (CLI.md), else AWS_ENDPOINT_URL: set once by the command line before a run, like
+# reader.set_error_dumps, because the reader thread opens the objects.
+_endpoint_url = None
+_filesystems = {}  # protocol -> the filesystem of this run (one connection pool per store)
+
+
+def is_url(path):
+    """True for an object-store URL gspx reads (s3://, gs://)."""
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.lower() in _SCHEMES
+
+
+def set_endpoint_url(url):
+    """--endpoint-url: the S3-compatible endpoint of s3:// inputs (None: AWS_ENDPOINT_URL, else AWS)."""
+    global _endpoint_url
+    if (url or None) != _endpoint_url:
+        _endpoint_url = url or None
+        _filesystems.pop("s3", None)
+
+
+def filesystem(url):
+    """The fsspec filesystem of a URL's scheme; ConfigError (exit 2) naming the extra when it is not installed."""
+    protocol, module, extra = _SCHEMES[url.partition("://")[0].lower()]
+    fs = _filesystems.get(protocol)
+    if fs is not None:
+        return fs
+    try:
+        import fsspec
+
+        __import__(module)
+    except ImportError:
+        raise ConfigError(f"reading {url.partition('://')[0]}:// needs {module}: pip install 'gspx-cli[{extra}]'",
+                          key=url) from None
+    # No listing cache: a walk lists each folder once, and a cache would keep every listing of a
+    # million-object prefix in memory. A fresh instance: its settings are this run's.
+    options = {"use_listings_cache": False, "skip_instance_cache": True}
+    if protocol == "s3":
+        endpoint = _endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            options["endpoint_url"] = endpoint
+    fs = _filesystems[protocol] = fsspec.filesystem(protocol, **options)
+    return fs
+
+
+def check(urls):
+    """Look at each URL once before anything is sent: ConfigError (exit 2), one line, when its store
+    cannot be reached (no credentials, no such bucket, access denied, no such prefix)."""
+    for url in dict.fromkeys(urls):
+        fs = filesystem(url)
+        try:
+            fs.info(_bare(url))
+        except Exception as exc:  # noqa: BLE001 - botocore, google-auth, aiohttp: each has its own kinds
+            raise ConfigError(explain(exc), key=url) from None
+
+
+def explain(exc):
+    """One line for people of why a store refused or failed: never a traceback."""
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+        return (f"no credentials for the object store ({text}); set them as its library looks for them "
+                "(environment, profile, instance role)")
+    if isinstance(exc, FileNotFoundError):
+        return f"no such bucket or prefix ({text})"
+    if isinstance(exc, PermissionError):
+        return f"access denied ({text})"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError"):
+        return f"cannot reach the object store ({text})"
+    return f"the object store refused: {name}: {text}"
+
+
+def walk(url):
+    """Yield (url, problem, identity) per object to read under url, oldest first (archives.walk)."""
+    fs = filesystem(url)
+    try:
+        info = fs.info(_bare(url))
+    except Exception as exc:  # noqa: BLE001 - said at the URL, as a missing file is
+        yield url, explain(exc), None
+        return
+    if info.get("type") != "directory":  # one object, named as typed: read whatever its name
+        yield url, None, identity(info)
+        return
+
+    def listing(folder):
+        try:
+            entries = fs.ls(_bare(folder), detail=True)
+        except Exception as exc:  # noqa: BLE001 - an OSError to the walk: "cannot open" at that folder
+            raise OSError(explain(exc)) from None
+        found = []
+        for entry in entries:
+            name = posixpath.basename(entry["name"].rstrip("/"))
+            is_dir = entry.get("type") == "directory"
+            if name and (is_dir or archives.is_archive_name(name)):
+                found.append((archives.order_key(name), is_dir, None if is_dir else identity(entry)))
+        found.sort(key=lambda item: item[:2])
+        return found
+
+    yield from archives.walk(url.rstrip("/"), listing, lambda folder, name: f"{folder}/{name}")
+
+
+def open_object(url):
+    """A binary file object reading url; what it read is the object as its identity() says."""
+    fs = filesystem(url)
+    return fs.open(_bare(url), "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
+
+
+def identity(info):
+    """An object's identity for the checkpoint: {"size", "version"} from a listing or an open file's details."""
+    for field in ("ETag", "etag", "generation"):
+        value = info.get(field)
+        if value:
+            return {"size": int(info.get("size") or 0), "version": f"{field.lower()}:{value}"}
+    # a store that keeps no version (fsspec's memory filesystem): the size and the time it was written
+    stamp = info.get("created") or info.get("LastModified") or info.get("mtime")
+    return {"size": int(info.get("size") or 0), "version": f"time:{stamp}"}
+
+
+def _bare(url):
+    """bucket/key: the path fsspec's stores take (the scheme is theirs)."""
+    return url.partition("://")[2]
