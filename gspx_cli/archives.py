@@ -72,13 +72,17 @@ def walk(root, listing, join):
             stack.pop()
 
 
-def listing(folder):
-    """The sub-folders and archive files of one folder as (order_key, is_dir, None), sorted."""
+def listing(folder, outputs=None):
+    """The sub-folders and archive files of one folder as (order_key, is_dir, None), sorted.
+    outputs: {real folder path: {file names}} of the run's own outputs, never read as input."""
     # Only names are kept, not os.DirEntry objects: a date folder may hold tens of thousands of files.
     entries = []
+    mine = outputs.get(os.path.realpath(folder), ()) if outputs else ()
     with os.scandir(folder) as it:
         for entry in it:
             name = entry.name
+            if name in mine:
+                continue  # --failed-output inside the tree: what this run writes is not read back
             try:
                 # A symlinked folder is not followed: a link to an ancestor would loop for ever.
                 if entry.is_dir(follow_symlinks=False):
@@ -89,6 +93,16 @@ def listing(folder):
                 continue  # it vanished while being listed: nothing to read there
     entries.sort()
     return entries
+
+
+def output_names(paths):
+    """{real folder path: {file names}} of the given output paths (None ones left out), for listing()."""
+    found = {}
+    for path in paths:
+        if path and path != "-":
+            found.setdefault(os.path.realpath(os.path.dirname(os.path.abspath(path))), set()).add(
+                os.path.basename(path))
+    return found
 
 
 def _reason(exc):

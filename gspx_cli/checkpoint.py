@@ -52,12 +52,16 @@ class Checkpoint:
         self._last = {}  # source key -> last line registered
         self._parts = {}  # (key, line) -> {index} settled so far, for lines settled in part
         self._keys = {}  # source as typed -> source key: abspath once per input, not per event
+        self._paths = {}  # source key -> source as typed (to take a file's identity)
         self._objects = {}  # URL -> identity of the object read in this run (set by the reader thread)
+        self._dirty = set()  # keys whose entry changed since the last save: a save writes only those
+        self._saved = False  # the first save writes every entry (identities taken anew)
 
     def _key(self, source):
         key = self._keys.get(source)
         if key is None:
             key = self._keys[source] = source_key(source)
+            self._paths[key] = source
         return key
 
     def skip_lines(self):
@@ -93,6 +97,7 @@ class Checkpoint:
         self._pending.setdefault(key, {})[line] = record.count
         self._order.setdefault(key, deque()).append(line)
         self._last[key] = line
+        self._dirty.add(key)
 
     def settled(self, record):
         """One record is settled; the prefix grows past every line whose records are all settled."""
@@ -101,6 +106,7 @@ class Checkpoint:
         if pending is None or line not in pending:
             return
         pending[line] -= 1
+        self._dirty.add(key)
         if record.count > 1:  # a batch line may end settled in part: remember which events are done
             if pending[line] == 0:
                 self._parts.pop((key, line), None)
@@ -110,11 +116,11 @@ class Checkpoint:
         while order and pending[order[0]] == 0:
             del pending[order.popleft()]
 
-    def snapshot(self):
-        """The checkpoint's content now."""
+    def snapshot(self, keys=None):
+        """The checkpoint's content now (of the given input keys only, when given)."""
         inputs = {}
-        paths = {key: source for source, key in self._keys.items()}
-        for key in {*self.done, *self._prior, *self._last}:
+        paths = self._paths
+        for key in ({*self.done, *self._prior, *self._last} if keys is None else keys):
             if key in self._last:
                 order = self._order[key]
                 mark = order[0] - 1 if order else self._last[key]
@@ -216,13 +222,36 @@ class Checkpoint:
         self._objects[self._key(path)] = identity
 
     def watermarks(self):
-        """Per input, the settled prefix as it stands now."""
-        return {k: v["settled_lines"] for k, v in self.snapshot()["inputs"].items()}
+        """Per input, the settled prefix as it stands now (saved, or in memory when newer)."""
+        saved = {k: v["settled_lines"] for k, v in self.store.load_inputs().items()}
+        return {**saved, **{k: v["settled_lines"] for k, v in self.snapshot()["inputs"].items()}}
 
     def save(self):
-        """Write the snapshot's inputs and the store's new rows in one transaction (StoreError, an OSError,
-        when it cannot be written)."""
-        self.store.commit(self.snapshot()["inputs"])
+        """Write the inputs changed since the last save and the store's new rows in one transaction
+        (StoreError, an OSError, when it cannot be written)."""
+        # Only what changed is written: a backfill of a million small files must not rewrite every
+        # file's row, nor take every file's identity, once a second.
+        keys = None if not self._saved else set(self._dirty)
+        inputs = self.snapshot(keys)["inputs"]
+        self.store.commit(inputs)
+        self._saved = True
+        self._dirty.difference_update(inputs)
+        for key, entry in inputs.items():
+            self._forget_if_finished(key, entry)
+
+    def _forget_if_finished(self, key, entry):
+        """Drop from memory an input of this run whose every line read is settled and saved, with nothing
+        settled beyond its prefix: its row says it all. Memory then stays flat over a walk of a million
+        files. Should more of its lines come (a growing file), they start its bookkeeping again after
+        the saved prefix, as a resume would."""
+        if self._order.get(key) or key not in self._last or "settled_after" in entry or "settled_parts" in entry:
+            return
+        for table in (self._pending, self._order, self._last, self._seen, self._objects, self.done, self._prior,
+                      self._identity):
+            table.pop(key, None)
+        source = self._paths.pop(key, None)
+        if source is not None and key not in self._current:
+            self._keys.pop(source, None)
 
     def close(self):
         """Close the database; what was not saved is dropped."""

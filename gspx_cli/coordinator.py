@@ -155,7 +155,8 @@ class Coordinator:
         self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
         self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
                                skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin,
-                               inputs=checkpoint)
+                               inputs=checkpoint,
+                               outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))
 
     def run(self):
         """Until every event read is settled, or the run stops; then write everything down."""

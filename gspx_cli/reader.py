@@ -101,7 +101,7 @@ def parse_batch(batch):
 
 
 def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_lines=None, stats=None, stdin=None,
-                      stopped=None, inputs=None):
+                      stopped=None, inputs=None, outputs=()):
     """Yield lists of lines still to parse, as (source, line_no, raw, final) tuples, and of problem
     Records (unreadable input, overlong line), as soon as the lines are complete.
 
@@ -110,6 +110,7 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
     parsing here, on the reader thread). stopped(): when true, nothing more is read.
     inputs: the checkpoint's watch over the files found in directories and object stores (verify()
     raises ReplacedInputError for one that is not what it recorded; observe() takes an object's identity).
+    outputs: the run's own output files (--failed-output, --checkpoint), never read from a directory.
     """
     paths = list(paths) or ["-"]
     if stats is not None:
@@ -122,7 +123,8 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
                                        remote=True)
             continue
         if path != "-" and os.path.isdir(path):
-            walk = archives.walk(path, archives.listing, os.path.join)
+            mine = archives.output_names(outputs)
+            walk = archives.walk(path, lambda folder: archives.listing(folder, mine), os.path.join)
             yield from _folder_batches(path, walk, max_line_bytes, skip_lines, stats, stopped, inputs)
             continue
         skip = skip_lines.get(source_key(path), 0) if skip_lines else 0

@@ -505,6 +505,36 @@ def test_a_rerun_on_a_grown_directory_sends_only_the_new_files(px_server, tmp_pa
     assert saved_inputs(tmp_path / "ck.db")[source_key(old)]["settled_lines"] == 2
 
 
+def test_a_file_replaced_inside_a_directory_stops_the_rerun_with_exit_2_when_the_walk_reaches_it(px_server, tmp_path,
+                                                                                                 monkeypatch):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    write_gz(tmp_path / "bucket" / "2024-01-01" / "1704067200.src.uuid.json.gz", [track(1), track(2)])
+    write_gz(tmp_path / "bucket" / "2024-01-02" / "1704153600.src.uuid.json.gz", [track(3)])
+    monkeypatch.chdir(tmp_path)
+    args = ["send", "-c", cfg, "--checkpoint", "ck.db", "--no-dedupe", "bucket"]
+    assert gspx(*args).exit_code == 0
+    write_gz(tmp_path / "bucket" / "2024-01-01" / "1704067200.src.uuid.json.gz", [track(7), track(8), track(9)])
+    run = gspx(*args)
+    assert run.exit_code == 2, run.stderr
+    # named as the walk found it under the directory as typed
+    assert "bucket/2024-01-01/1704067200.src.uuid.json.gz: content differs from when the checkpoint was saved" \
+           in run.stderr
+    assert "stopped" in run.stderr and "not what the checkpoint recorded" in run.stderr
+    assert delivered_numbers(px) == Counter([1, 2, 3])  # nothing of the replaced file, nothing after it
+
+
+def test_the_failed_output_inside_the_input_directory_is_not_read_back(tmp_path, config, monkeypatch):
+    bad = {"type": "track", "userId": "u1", "messageId": "m-bad"}  # a track without its event name
+    write_gz(tmp_path / "bucket" / "2024-01-01" / "1.json.gz", [bad, track(2)])
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):  # the second run finds the first run's failed output in the tree
+        run = gspx("send", "--dry-run", "-c", config, "--failed-output", "bucket/failed.ndjson", "bucket", key=None)
+        assert run.exit_code == 1, run.stderr
+        assert "failed.ndjson:" not in run.stderr  # its lines were never read as input
+    assert [json.loads(line) for line in (tmp_path / "bucket" / "failed.ndjson").open()] == [bad, bad]
+
+
 # ---- the benchmark runs (its figures are printed, never asserted) ----------------------------------
 
 def test_the_archives_benchmark_prints_its_time_and_memory_rows():

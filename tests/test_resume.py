@@ -214,3 +214,60 @@ def test_a_checkpoint_that_is_not_ours_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not a gspx checkpoint"):
         Checkpoint(str(path))
     assert path.read_text() == '{"inputs": {"a": {"settled_after": [1]}}}'  # not converted, not touched
+
+
+# ---- saves of a walk over many files (issue 18): only what changed, memory flat ----------------------
+
+def test_a_save_writes_only_the_inputs_that_changed_since_the_last_one(tmp_path, monkeypatch):
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    written = []
+    real_commit = led.checkpoint.store.commit
+    monkeypatch.setattr(led.checkpoint.store, "commit", lambda inputs: written.append(sorted(inputs))
+                        or real_commit(inputs))
+    files = [str(tmp_path / f"{i}.ndjson") for i in range(5)]
+    for i, src in enumerate(files):
+        (rec,) = _records(src, 1)
+        _open(led, [rec])
+        led.settle(rec, DELIVERED)
+        led.checkpoint.save()
+    led.checkpoint.save()  # nothing changed since
+    assert written == [[source_key(files[0])]] + [[source_key(f)] for f in files[1:]] + [[]]
+    led.close()
+    assert {k: v["settled_lines"] for k, v in saved_inputs(tmp_path / "c.ckpt").items()} == \
+        {source_key(f): 1 for f in files}
+
+
+def test_a_finished_input_leaves_memory_after_its_save_and_a_later_line_of_it_is_still_saved(tmp_path):
+    src = tmp_path / "grows.ndjson"
+    src.write_text("{}\n{}\n")
+    key = source_key(str(src))
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    first = _records(str(src), 1) + _records(str(src), 2)
+    _open(led, first)
+    for rec in first:
+        led.settle(rec, DELIVERED)
+    led.checkpoint.save()
+    assert led.checkpoint.snapshot()["inputs"] == {}  # nothing of it left in memory: its row says it all
+    with open(src, "a") as fh:
+        fh.write("{}\n")
+    (third,) = _records(str(src), 3)
+    _open(led, [third])
+    led.checkpoint.save()
+    assert saved_inputs(tmp_path / "c.ckpt")[key]["settled_lines"] == 2  # line 3 read, not settled
+    led.settle(third, DELIVERED)
+    led.close()
+    saved = saved_inputs(tmp_path / "c.ckpt")[key]
+    assert saved["settled_lines"] == 3 and saved["identity"]["size"] == 9  # the file as it is now
+
+
+def test_an_input_with_lines_settled_beyond_its_prefix_stays_in_memory(tmp_path):
+    src = str(tmp_path / "in.ndjson")
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    one, two = _records(src, 1), _records(src, 2)
+    _open(led, one + two)
+    led.settle(two[0], DELIVERED)
+    led.checkpoint.save()
+    assert led.checkpoint.snapshot()["inputs"][source_key(src)] == {"settled_lines": 0, "settled_after": [2]}
+    led.settle(one[0], DELIVERED)
+    led.close()
+    assert saved_inputs(tmp_path / "c.ckpt")[source_key(src)] == {"settled_lines": 2}

@@ -386,3 +386,39 @@ def test_kill_9_in_the_middle_of_commits_leaves_an_earlier_whole_state(path):
         assert store.delivered_at(f"m{n}-49") == f"in:{n}" and store.delivered_at(f"m{n + 1}-0") is None
         assert store.last_write("user", f"u{n % 10}") == f"d{n}"
     assert count(path, "delivered") == 50 * n
+
+
+# ---- objects in a store (issue 18): their identity is an ETag or generation and a size -------------
+
+def test_an_objects_identity_round_trips_beside_a_files(path):
+    file_entry = {"settled_lines": 3, "identity": {"size": 10, "block": 65536, "head_sha256": "a" * 64,
+                                                   "tail_sha256": "b" * 64}}
+    object_entry = {"settled_lines": 7, "identity": {"size": 120, "version": 'etag:"0f0e"'}}
+    with CheckpointStore(path) as store:
+        store.commit({"/data/a.ndjson": file_entry, "s3://bkt/a.json.gz": object_entry})
+    with CheckpointStore(path) as store:
+        assert store.load_inputs() == {"/data/a.ndjson": file_entry, "s3://bkt/a.json.gz": object_entry}
+
+
+def test_a_database_written_before_objects_were_read_gains_their_column_and_keeps_its_rows(path):
+    with closing(sqlite3.connect(path)) as con:  # the schema as the first SQLite gspx wrote it
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID")
+        con.execute("CREATE TABLE inputs (key TEXT PRIMARY KEY, settled_lines INTEGER NOT NULL, settled_after TEXT, "
+                    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT) "
+                    "WITHOUT ROWID")
+        for statement in ("CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+                          "CREATE TABLE delivered (message_id TEXT PRIMARY KEY, source INTEGER, line INTEGER) "
+                          "WITHOUT ROWID",
+                          "CREATE TABLE objects (kind TEXT NOT NULL, id TEXT NOT NULL, last_write TEXT NOT NULL, "
+                          "PRIMARY KEY (kind, id)) WITHOUT ROWID",
+                          "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID"):
+            con.execute(statement)
+        con.execute("INSERT INTO meta VALUES ('version', '3')")
+        con.execute("INSERT INTO inputs VALUES ('/data/old.ndjson', 5, NULL, NULL, 9, 65536, 'h', 't')")
+        con.commit()
+    with CheckpointStore(path) as store:
+        assert store.load_inputs() == {"/data/old.ndjson": {"settled_lines": 5, "identity": {
+            "size": 9, "block": 65536, "head_sha256": "h", "tail_sha256": "t"}}}
+        store.commit({"s3://bkt/new.json.gz": {"settled_lines": 1, "identity": {"size": 4, "version": "etag:x"}}})
+    with CheckpointStore(path) as store:
+        assert store.load_inputs()["s3://bkt/new.json.gz"]["identity"] == {"size": 4, "version": "etag:x"}
