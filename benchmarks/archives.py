@@ -9,6 +9,11 @@
    to be sorted; the events carry no messageId and share one user, so the run's memory of messageIds
    and users (which grows with events, not files) stays out of the figure.
 
+3. the checkpoint over a walk: the bookkeeping of a live run with `--checkpoint` over 100,000 one-event
+   files (the coordinator's calls, in-process, with a save every 1,000 files as a run saves about once
+   a second), as it is and as it was before saves wrote only what changed (every input's row at each
+   save, nothing forgotten): memory held at the end (tracemalloc) and the time of the last saves.
+
 `--quick` makes every size small, for a smoke test; its figures mean little.
 """
 
@@ -20,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -107,6 +113,44 @@ def peak_rss(config, path):
     return rss, wall
 
 
+def checkpoint_figure(root, n, every, before):
+    """(bytes held after n files, median seconds of the last 10 saves) of the checkpoint's bookkeeping
+    over the one-event files under root; before: every save writes every row and nothing is forgotten."""
+    from gspx_cli.checkpoint import Checkpoint
+    from gspx_cli.ledger import DELIVERED, Ledger
+    from gspx_cli.reader import Record
+
+    if before:
+        def save(self):  # as save() was: the whole snapshot, every time
+            self.store.commit(self.snapshot()["inputs"])
+    else:
+        save = Checkpoint.save
+    paths = sorted(str(p) for p in Path(root).rglob("*.json.gz"))[:n]
+    db = Path(root).parent / f"bench-{'before' if before else 'now'}.db"
+    original = Checkpoint.save
+    Checkpoint.save = save
+    tracemalloc.start()
+    try:
+        ledger = Ledger(checkpoint=str(db))
+        base = tracemalloc.get_traced_memory()[0]
+        saves = []
+        for i, path in enumerate(paths, 1):
+            record = Record(path, 1, TINY_EVENT, {"type": "track"})
+            ledger.read(record)
+            ledger.settle(record, DELIVERED)
+            if i % every == 0:
+                start = time.perf_counter()
+                ledger.checkpoint.save()
+                saves.append(time.perf_counter() - start)
+        held = tracemalloc.get_traced_memory()[0] - base
+        ledger.close()
+    finally:
+        tracemalloc.stop()
+        Checkpoint.save = original
+        db.unlink(missing_ok=True)
+    return held, statistics.median(saves[-10:])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
@@ -120,13 +164,13 @@ def main(argv=None):
         bench.write_config(config)
         events = work / "events.ndjson"
         bench.make_events(events, files * EVENTS_PER_FILE)
-        print(f"1/2 time: {files:,} gzip files of {EVENTS_PER_FILE} events vs their concatenation, "
+        print(f"1/3 time: {files:,} gzip files of {EVENTS_PER_FILE} events vs their concatenation, "
               f"{pairs} pairs...", file=sys.stderr)
         paths = write_split(events, work / "tree", EVENTS_PER_FILE, per_day)
         concatenate(paths, work / "all.json.gz")
         tree_s, single_s, ratio, ratios = time_figure(config, work / "tree", work / "all.json.gz", pairs)
 
-        print(f"2/2 memory: trees of {small:,} and {big:,} one-event objects...", file=sys.stderr)
+        print(f"2/3 memory: trees of {small:,} and {big:,} one-event objects...", file=sys.stderr)
         rows = []
         for label, n, day in ((f"{small:,} objects, folders of {per_day:,}", small, per_day),
                               (f"{big:,} objects, folders of {per_day:,}", big, per_day),
@@ -134,6 +178,11 @@ def main(argv=None):
             root = work / f"tiny-{n}-{day}"
             write_tiny_tree(root, n, day)
             rows.append((label, *peak_rss(config, root)))
+            if n == big and day == per_day:
+                print(f"3/3 the checkpoint over {big:,} files, now and before...", file=sys.stderr)
+                every = 1_000 if not args.quick else 100
+                figure3 = [(n_files, *checkpoint_figure(root, n_files, every, before))
+                           for before in (False, True) for n_files in (big // 10, big)]
             shutil.rmtree(root)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -149,6 +198,13 @@ def main(argv=None):
     for label, rss, wall in rows:
         print(f"| 2 | peak RSS of a dry run, {label} ({wall:.1f} s) | {rss / 2**20:.1f} MB | "
               f"**{rss / base:.2f}** (/ the first) | flat |")
+    for (n_small, held_small, save_small), (n_big, held_big, save_big), when in (
+            (figure3[0], figure3[1], "now"), (figure3[2], figure3[3], "before")):
+        print(f"| 3 | checkpoint bookkeeping {when}: memory held after {n_small:,} / {n_big:,} files | "
+              f"{held_small / 2**20:.1f} MB / {held_big / 2**20:.1f} MB | **{held_big / max(held_small, 1):.2f}** "
+              f"| flat |")
+        print(f"| 3 | checkpoint save {when}: median of the last 10 saves after {n_small:,} / {n_big:,} files | "
+              f"{save_small * 1000:.1f} ms / {save_big * 1000:.1f} ms | **{save_big / save_small:.2f}** | flat |")
 
 
 if __name__ == "__main__":

@@ -258,7 +258,10 @@ class Coordinator:
                     continue
                 read(record)
             if record.problem is not None:
-                result = Invalid(record.problem)
+                if record.refused:  # a whole file of something else than events (reader._file_refusal)
+                    result = Skipped(None, record.problem, (f"{record.problem}: the file is skipped",))
+                else:
+                    result = Invalid(record.problem)
             elif self._filter is not None and not self._filter.keep(record.event):
                 result = Skipped(_type_of(record), FILTERED)
             else:

@@ -27,9 +27,9 @@ _JSON_TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number"
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 # What a file whose first event line is one of these shapes is, when gspx refuses it whole (CLI.md
 # "Inputs as archived": once per file, never once per line).
-_STAGING_FILE = "a RudderStack warehouse staging file, not events: skipped"
-_JOB_STATUS_FILE = "a RudderStack job-status file, not events: skipped"
-_ERROR_DUMP_FILE = "a RudderStack processor-error dump, read only with --error-dumps: skipped"
+_STAGING_FILE = "a RudderStack warehouse staging file, not events"
+_JOB_STATUS_FILE = "a RudderStack job-status file, not events"
+_ERROR_DUMP_FILE = "a RudderStack processor-error dump, read only with --error-dumps"
 
 # --error-dumps (CLI.md): set once by the command line before a run. Process-wide because it is needed
 # both where files are read (the reader thread) and where lines are parsed (the coordinator's thread).
@@ -55,6 +55,7 @@ class Record:
     index: int = 0  # its place among the events of its line (a batch line holds several)
     count: int = 1  # how many events its line holds
     incomplete: bool = False  # the input's unfinished last line: not settled in the checkpoint
+    refused: bool = False  # a whole file that holds no events to send: skipped with problem as the reason
 
     @property
     def where(self):
@@ -338,17 +339,18 @@ class _RemoteFile:
 
 def _screened(source, batches):
     """The batches of one input, or one problem Record when its first line says it holds no events to send."""
-    # A refused file is one Record at line 0, like one that cannot be opened: one message, one failure
-    # in the counts, nothing settled in the checkpoint (a rerun refuses it again), and the rest is not
-    # read. The first line is parsed here, on the reader thread, because parsing proper happens later
-    # on the coordinator's: one extra parse per file.
+    # A refused file is one Record at line 0, like one that cannot be opened: one warning, one skip in
+    # the counts (it holds nothing to send: a bucket that mixes such files with events still exits 0),
+    # nothing settled in the checkpoint (a rerun refuses it again), and the rest is not read. The first
+    # line is parsed here, on the reader thread, because parsing proper happens later on the
+    # coordinator's: one extra parse per file.
     for batch in batches:
         for at, item in enumerate(batch):
             if type(item) is tuple:
                 refusal = _file_refusal(item[2])
                 if refusal is not None:
                     batches.close()  # stop reading: the file is refused whole
-                    yield [*batch[:at], Record(source, 0, b"", None, refusal)]
+                    yield [*batch[:at], Record(source, 0, b"", None, refusal, refused=True)]
                     return
                 yield batch
                 yield from batches
