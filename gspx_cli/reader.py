@@ -9,6 +9,7 @@ import zlib
 from dataclasses import dataclass
 
 from . import archives, jsonio, remote
+from .errors import ReplacedInputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # CLI.md --max-line-bytes default
 READ_CHUNK_BYTES = 64 * 1024  # a read this size stays in the CPU cache while it is split and parsed: 1 MiB reads measured 35% slower
@@ -137,13 +138,16 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
     oldest first, each file read as a FILE argument is."""
     # Each file is an input of its own, named by its path under the folder as typed: its own FILE:LINE
     # and its own checkpoint entry (source_key), so a rerun resumes file by file.
-    found = False
+    # The lines of small files are handed on together, up to MAX_BATCH: a batch per 20-line file made
+    # the coordinator's per-batch work (and its waits on this thread) a tenth of a directory's time.
+    found = handed = False
+    pending = []
     for path, problem, info in walk:
         if stopped is not None and stopped():
-            return
+            break
         found = True
         if problem is not None:
-            yield [Record(path, 0, b"", None, f"cannot open: {problem}")]
+            pending.append(Record(path, 0, b"", None, f"cannot open: {problem}"))
             continue
         skip = skip_lines.get(source_key(path), 0) if skip_lines else 0
         admit = None
@@ -152,7 +156,23 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
         elif inputs is not None:
             def admit(path, opened):
                 inputs.verify(path, None)
-        yield from _source_batches(path, max_line_bytes, skip, stats, None, stopped, admit=admit, remote=remote)
+        batches = _source_batches(path, max_line_bytes, skip, stats, None, stopped, admit=admit, remote=remote)
+        try:
+            for batch in batches:
+                if pending:
+                    pending += batch
+                else:
+                    pending = batch
+                if len(pending) >= MAX_BATCH or not handed:  # the first lines go at once, as from a file
+                    yield pending
+                    pending = []
+                    handed = True
+        except ReplacedInputError:
+            if pending:  # the files before it were read: their lines are handed on first
+                yield pending
+            raise
+    if pending:
+        yield pending
     if not found:  # most likely the wrong folder: said, as a missing file is, rather than a silent success
         yield [Record(folder, 0, b"", None, EMPTY_FOLDER_PROBLEM)]
 

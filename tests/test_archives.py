@@ -422,6 +422,16 @@ def test_reading_a_directory_hands_on_its_first_lines_before_listing_the_rest(tm
     assert len(calls) == 3
 
 
+def test_the_lines_of_small_files_go_on_together_after_the_first_file(tmp_path):
+    for i in range(30):
+        write_gz(tmp_path / "t" / "2024-01-01" / f"{1704067200 + i}.src.u.json.gz",
+                 [track(20 * i + k) for k in range(20)])
+    batches = list(iter_line_batches([str(tmp_path / "t")]))
+    # the first file's lines at once; then up to reader.MAX_BATCH lines of many files in one hand-over
+    assert [len(b) for b in batches] == [20, 520, 60]
+    assert [json.loads(item[2])["properties"]["n"] for b in batches for item in b] == list(range(600))
+
+
 def test_progress_gives_up_on_a_total_for_a_directory_without_walking_it(tmp_path, monkeypatch):
     build_wide_tree(tmp_path / "t", days=1, hours=1, files=3)
     calls = counting_scandir(monkeypatch)
