@@ -5,6 +5,7 @@ Its file is a SQLite database (store.py), which also keeps the run's memory of P
 import errno
 import fcntl
 import os
+import queue
 import stat
 from collections import deque
 
@@ -54,6 +55,8 @@ class Checkpoint:
         self._keys = {}  # source as typed -> source key: abspath once per input, not per event
         self._paths = {}  # source key -> source as typed (to take a file's identity)
         self._objects = {}  # URL -> identity of the object read in this run (set by the reader thread)
+        self._ends = queue.SimpleQueue()  # (URL, lines) of objects read to their end, from the reader thread
+        self._object_lines = {}  # URL -> its number of lines, once read to its end
         self._dirty = set()  # keys whose entry changed since the last save: a save writes only those
         self._saved = False  # the first save writes every entry (identities taken anew)
 
@@ -146,6 +149,8 @@ class Checkpoint:
                 entry["settled_parts"] = parts
             current = key in self._last or key in self._current
             identity = self._identity_now(key, paths.get(key)) if current else self._identity.get(key)
+            if identity is not None and key in self._object_lines and "version" in identity:
+                identity = {**identity, "lines": self._object_lines[key]}
             if identity is not None:
                 entry["identity"] = identity
             inputs[key] = entry
@@ -204,8 +209,9 @@ class Checkpoint:
 
     def verify(self, path, identity):
         """Raise ReplacedInputError when a file found in a directory or an object store (identity: the
-        object's, None for a file on disk) is not the one this checkpoint recorded with lines settled."""
-        key = self._key(path)
+        object's, None for a file on disk) is not the one this checkpoint recorded with lines settled.
+        Called on the reader thread: it reads the recorded state and writes nothing."""
+        key = source_key(path)
         recorded = self._identity.get(key)
         if recorded is None or (not self.done.get(key) and not self._prior.get(key)):
             return
@@ -219,7 +225,21 @@ class Checkpoint:
 
     def observe(self, path, identity):
         """The identity of an object being read in this run (from the reader thread), saved with its lines."""
-        self._objects[self._key(path)] = identity
+        self._objects[source_key(path)] = identity
+
+    def ended(self, path, lines):
+        """An object was read to its end (from the reader thread): it has `lines` lines."""
+        self._ends.put((source_key(path), lines))
+
+    def settled_whole(self, path, identity):
+        """True when an earlier run read this object (as the listing's identity says it is now) to its end
+        and settled every line of it: a rerun need not fetch it."""
+        key = source_key(path)
+        recorded = self._identity.get(key)
+        if recorded is None or recorded.get("version") != identity["version"] or recorded["size"] != identity["size"]:
+            return False
+        lines = recorded.get("lines")
+        return lines is not None and self.done.get(key, 0) >= lines and not self._prior.get(key)
 
     def watermarks(self):
         """Per input, the settled prefix as it stands now (saved, or in memory when newer)."""
@@ -231,6 +251,13 @@ class Checkpoint:
         (StoreError, an OSError, when it cannot be written)."""
         # Only what changed is written: a backfill of a million small files must not rewrite every
         # file's row, nor take every file's identity, once a second.
+        while True:  # objects read to their end since the last save: their number of lines is saved
+            try:
+                key, lines = self._ends.get_nowait()
+            except queue.Empty:
+                break
+            self._object_lines[key] = lines
+            self._dirty.add(key)
         keys = None if not self._saved else set(self._dirty)
         inputs = self.snapshot(keys)["inputs"]
         self.store.commit(inputs)
@@ -246,8 +273,10 @@ class Checkpoint:
         the saved prefix, as a resume would."""
         if self._order.get(key) or key not in self._last or "settled_after" in entry or "settled_parts" in entry:
             return
+        if remote.is_url(key) and key not in self._object_lines:
+            return  # its number of lines is still to come from the reader, and to be saved with its row
         for table in (self._pending, self._order, self._last, self._seen, self._objects, self.done, self._prior,
-                      self._identity):
+                      self._identity, self._object_lines):
             table.pop(key, None)
         source = self._paths.pop(key, None)
         if source is not None and key not in self._current:
@@ -272,6 +301,8 @@ def _load_state(inputs, path):
             identity = entry.get("identity")
             if identity is not None and identity.get("version") is not None:  # an object in a store
                 identities[key] = {"size": int(identity["size"]), "version": str(identity["version"])}
+                if identity.get("lines") is not None:
+                    identities[key]["lines"] = int(identity["lines"])
             elif identity is not None:
                 identities[key] = {"size": int(identity["size"]), "block": int(identity["block"]),
                                    "head_sha256": str(identity["head_sha256"]),

@@ -111,7 +111,8 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
     maps it, while the objects are still in the CPU cache (measured ~6% of a dry run faster than
     parsing here, on the reader thread). stopped(): when true, nothing more is read.
     inputs: the checkpoint's watch over the files found in directories and object stores (verify()
-    raises ReplacedInputError for one that is not what it recorded; observe() takes an object's identity).
+    raises ReplacedInputError for one that is not what it recorded; observe() takes an object's identity,
+    ended() its number of lines once read to its end; settled_whole() says an object need not be fetched).
     outputs: the run's own output files (--failed-output, --checkpoint), never read from a directory.
     """
     paths = list(paths) or ["-"]
@@ -122,7 +123,7 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
             return
         if remote.is_url(path):
             yield from _folder_batches(path, remote.walk(path), max_line_bytes, skip_lines, stats, stopped, inputs,
-                                       remote=True)
+                                       in_store=True)
             continue
         if path != "-" and os.path.isdir(path):
             mine = archives.output_names(outputs)
@@ -133,7 +134,7 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
         yield from _source_batches(path, max_line_bytes, skip, stats, stdin, stopped)
 
 
-def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, inputs, remote=False):
+def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, inputs, in_store=False):
     """Batches of every archive file of a walk (archives.walk: a directory, or an object-store prefix),
     oldest first, each file read as a FILE argument is."""
     # Each file is an input of its own, named by its path under the folder as typed: its own FILE:LINE
@@ -142,21 +143,29 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
     # the coordinator's per-batch work (and its waits on this thread) a tenth of a directory's time.
     found = handed = False
     pending = []
-    for path, problem, info in walk:
+    if in_store:  # objects fetched ahead; those an earlier run read to their end and settled are skipped
+        walk = remote.prefetched(walk, inputs.settled_whole if inputs is not None else None)
+    else:
+        walk = ((path, problem, info, None) for path, problem, info in walk)
+    for path, problem, info, opener in walk:
         if stopped is not None and stopped():
             break
         found = True
         if problem is not None:
             pending.append(Record(path, 0, b"", None, f"cannot open: {problem}"))
             continue
+        if in_store and opener is None:
+            continue  # read to its end and settled by an earlier run, and not changed since: not fetched
         skip = skip_lines.get(source_key(path), 0) if skip_lines else 0
         admit = None
-        if remote:
+        if in_store:
             admit = _remote_admission(info, inputs)
         elif inputs is not None:
             def admit(path, opened):
                 inputs.verify(path, None)
-        batches = _source_batches(path, max_line_bytes, skip, stats, None, stopped, admit=admit, remote=remote)
+        ended = inputs.ended if in_store and inputs is not None else None
+        batches = _source_batches(path, max_line_bytes, skip, stats, None, stopped, admit=admit, opener=opener,
+                                  ended=ended)
         try:
             for batch in batches:
                 if pending:
@@ -297,9 +306,11 @@ def _reason(exc):
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped, admit=None, remote=False):
+def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped, admit=None, opener=None, ended=None):
     """Batches of Records of one input; an input that cannot be opened or read yields a problem Record and ends.
-    admit(path, opened): called once it is open, before it is read (it may raise ReplacedInputError)."""
+    opener(): an object in a store, open for reading (remote.prefetched), instead of a file on disk;
+    admit(path, opened): called once it is open, before it is read (it may raise ReplacedInputError);
+    ended(path, lines): called once it was read to its end, with its number of lines."""
     if stats is not None:
         stats.current = path
     opened = None
@@ -307,12 +318,12 @@ def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped, admit=Non
         try:
             if path == "-":
                 base = stdin if stdin is not None else sys.stdin.buffer
-            elif remote:
-                base = opened = _RemoteFile(path)
+            elif opener is not None:
+                base = opened = _RemoteFile(opener)
             else:
                 base = opened = open(path, "rb", buffering=0)
             if admit is not None:
-                admit(path, opened.raw if remote else opened)
+                admit(path, opened.raw if opener is not None else opened)
             raw = _RawChunks(base, stats, stopped)
             chunks = iter(raw)
             first = b""
@@ -328,7 +339,10 @@ def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped, admit=Non
         stream = itertools.chain((first,), chunks) if first else chunks
         if path.lower().endswith(".gz") or _starts_with_gzip(first):
             stream = _gunzip(stream)
-        yield from _screened(path, _split(path, stream, max_line_bytes, skip, stats, raw.ready))
+        tally = [] if ended is not None else None
+        yield from _screened(path, _split(path, stream, max_line_bytes, skip, stats, raw.ready, tally))
+        if tally and not (stopped is not None and stopped()):
+            ended(path, tally[0])
     finally:
         if opened is not None:
             opened.close()
@@ -338,9 +352,9 @@ class _RemoteFile:
     """An object-store object as the reader reads files: whatever its library raises is an OSError
     whose text says what happened in one line (remote.explain), so a broken read ends that input only."""
 
-    def __init__(self, url):
+    def __init__(self, opener):
         try:
-            self.raw = remote.open_object(url)
+            self.raw = opener()
         except Exception as exc:  # noqa: BLE001 - botocore and aiohttp errors are not all OSErrors
             raise OSError(remote.explain(exc)) from None
 
@@ -395,13 +409,14 @@ def _file_refusal(raw):
     return None
 
 
-def _split(source, chunks, max_line_bytes, skip, stats, ready=None):
+def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
     """Cut a stream of byte chunks into lines and lines into Records, in batches of up to MAX_BATCH
     records; a batch goes as soon as nothing more is ready (ready() false), so each line of a slow
     pipe is handed on the moment its line end has arrived, and a file's lines go in full batches.
 
     A line still without its end is kept only up to the limit; beyond that it is discarded as it
-    comes and reported as overlong, never held whole.
+    comes and reported as overlong, never held whole. tally: a list that gets the input's number of
+    lines once it is read to its end without a read error.
     """
     # Room for "\r" after a line of exactly max_line_bytes, and 3 more for a BOM on line 1.
     limit = max_line_bytes + 4
@@ -475,6 +490,8 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None):
                 batch.extend(_line(source, line_no, b"".join(tail), max_line_bytes, final=True))
         if stats is not None:
             stats.lines = lines_before + line_no
+        if tally is not None:  # read to its end: how many lines it has
+            tally.append(line_no)
         if batch:
             yield batch
     except _READ_ERRORS as exc:

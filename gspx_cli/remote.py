@@ -6,8 +6,10 @@ is (archives.walk): one "folder" listed at a time, oldest first; each object is 
 named by its URL, with its identity (ETag or generation, and size) for the checkpoint.
 """
 
+import io
 import os
 import posixpath
+from collections import deque
 
 from gspx_cli import archives
 from gspx_cli.errors import ConfigError
@@ -17,6 +19,12 @@ _SCHEMES = {"s3": ("s3", "s3fs", "s3"), "gs": ("gcs", "gcsfs", "gcs"), "gcs": ("
 # Bytes fetched per ranged GET while an object is read: an object of rudder-logs (a few MB of gzip)
 # comes in one or two requests, and a big one never sits whole in memory.
 READ_BLOCK_BYTES = 8 * 1024 * 1024
+# Objects downloaded ahead of the reader, each whole, in the background: a request to a store takes
+# tens of milliseconds, and one at a time a prefix of small objects is read at the store's latency
+# (7 ms an object against a local server, benchmarks/buckets.py). Only objects up to
+# PREFETCH_MAX_BYTES: at most PREFETCH_OBJECTS x that is held; a bigger one is streamed at its turn.
+PREFETCH_OBJECTS = 8
+PREFETCH_MAX_BYTES = 4 * 1024 * 1024
 # --endpoint-url (CLI.md), else AWS_ENDPOINT_URL: set once by the command line before a run, like
 # reader.set_error_dumps, because the reader thread opens the objects.
 _endpoint_url = None
@@ -115,6 +123,48 @@ def walk(url):
         return found
 
     yield from archives.walk(url.rstrip("/"), listing, lambda folder, name: f"{folder}/{name}")
+
+
+def prefetched(walk, settled=None, ahead=PREFETCH_OBJECTS):
+    """The walk's items as (url, problem, identity, opener), in its order: opener() gives the object
+    open for reading (the next `ahead` small ones are downloaded meanwhile), None for one that
+    settled(url, identity) says needs no reading."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(ahead, thread_name_prefix="gspx-fetch")
+    window = deque()
+    try:
+        for url, problem, identity in walk:
+            if problem is None and identity is not None and settled is not None and settled(url, identity):
+                opener = None
+            elif problem is None and identity is not None and identity["size"] <= PREFETCH_MAX_BYTES:
+                opener = pool.submit(_fetch, url).result
+            else:
+                opener = _opener(url)
+            window.append((url, problem, identity, opener))
+            if len(window) > ahead:
+                yield window.popleft()
+        while window:
+            yield window.popleft()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a stop: what was not needed is not fetched
+
+
+class _Fetched(io.BytesIO):
+    """A whole object in memory, with the details its store gave when it was opened."""
+
+    def __init__(self, data, details):
+        super().__init__(data)
+        self.details = details
+
+
+def _fetch(url):
+    with open_object(url) as fh:
+        return _Fetched(fh.read(), getattr(fh, "details", None))
+
+
+def _opener(url):
+    return lambda: open_object(url)
 
 
 def open_object(url):

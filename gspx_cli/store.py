@@ -36,7 +36,8 @@ _SCHEMA = (
     # per input (source key): the settled prefix, the few lines settled beyond it (JSON lists: they only
     # cover what was in flight), and its identity when it was saved
     "CREATE TABLE inputs (key TEXT PRIMARY KEY, settled_lines INTEGER NOT NULL, settled_after TEXT, "
-    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT, version TEXT) "
+    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT, version TEXT, "
+    "lines INTEGER) "
     "WITHOUT ROWID",
     # input names of `delivered`, once each: tens of millions of rows must not repeat a path each
     "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
@@ -46,10 +47,13 @@ _SCHEMA = (
     "PRIMARY KEY (kind, id)) WITHOUT ROWID",
     "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
 )
-# version: an object's ETag or generation (remote.identity); block and the hashes are a file's on disk
-_INPUT_COLUMNS = "key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256, version"
-_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?"
-_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version")
+# version: an object's ETag or generation (remote.identity), and lines: how many it has once read to its
+# end; block and the hashes are a file's on disk
+_INPUT_COLUMNS = ("key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256, version, "
+                  "lines")
+_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version", "lines")
+_OBJECT_COLUMNS = (("version", "TEXT"), ("lines", "INTEGER"))  # added by the release that read object stores
 
 
 class StoreError(OSError):
@@ -354,15 +358,16 @@ def _check_schema(path, con):
     if version != FORMAT_VERSION:
         _check_version(path, version)
         raise _not_ours(path)  # 1 and 2 were only ever JSON
-    _add_version_column(path, con)
+    _add_object_columns(path, con)
 
 
-def _add_version_column(path, con):
-    """The objects' identity column, added to a database written before object stores were read."""
+def _add_object_columns(path, con):
+    """The objects' identity columns, added to a database written before object stores were read."""
     try:
         columns = {row[1] for row in con.execute("PRAGMA table_info(inputs)")}
-        if "version" not in columns:
-            con.execute("ALTER TABLE inputs ADD COLUMN version TEXT")
+        for name, kind in _OBJECT_COLUMNS:
+            if name not in columns:
+                con.execute(f"ALTER TABLE inputs ADD COLUMN {name} {kind}")
     except sqlite3.Error as exc:
         raise _read_error(path, exc) from None
 
@@ -389,12 +394,13 @@ def _input_row(key, entry):
              for line, indices in entry.get("settled_parts", {}).items()}
     identity = entry.get("identity")
     if identity is None:
-        ids = (None, None, None, None, None)
+        ids = (None, None, None, None, None, None)
     elif identity.get("version") is not None:
-        ids = (int(identity["size"]), None, None, None, str(identity["version"]))
+        lines = identity.get("lines")
+        ids = (int(identity["size"]), None, None, None, str(identity["version"]), None if lines is None else int(lines))
     else:
         ids = (int(identity["size"]), int(identity["block"]), str(identity["head_sha256"]),
-               str(identity["tail_sha256"]), None)
+               str(identity["tail_sha256"]), None, None)
     return (key, int(entry["settled_lines"]), jsonio.dumps(after) if after else None,
             jsonio.dumps(dict(sorted(parts.items(), key=lambda kv: int(kv[0])))) if parts else None, *ids)
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 
@@ -17,6 +18,7 @@ import requests
 
 from e2e import finish, gspx, wait_until, write_config
 from gspx_cli import remote
+from gspx_cli.reader import iter_records
 from gspx_cli.store import CheckpointStore
 from test_archives import error_dump, gw_job, replay, rudder, segment, start_send, track
 
@@ -219,6 +221,31 @@ def test_an_unchanged_object_is_resumed_and_a_new_one_read(px_server, bucket, s3
     assert numbers(px) == Counter([1, 2, 3])
 
 
+def test_a_rerun_fetches_no_object_that_was_read_to_its_end_and_settled(px_server, bucket, s3_endpoint, tmp_path,
+                                                                        monkeypatch):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    put_gz(f"{bucket}/logs/2024-01-01/1.json.gz", [track(1), track(2)])
+    put_gz(f"{bucket}/logs/2024-01-02/2.json.gz", [track(3)])
+    monkeypatch.chdir(tmp_path)
+    opened = []
+    real_open = remote.open_object
+    monkeypatch.setattr(remote, "open_object", lambda url: opened.append(url) or real_open(url))
+    args = ["send", "-c", cfg, "--checkpoint", "ck.db", "--endpoint-url", s3_endpoint, "--no-dedupe",
+            f"s3://{bucket}/logs/"]
+    assert gspx(*args).exit_code == 0
+    assert len(opened) == 2
+    saved = saved_inputs(tmp_path / "ck.db")
+    assert {key: (entry["settled_lines"], entry["identity"]["lines"]) for key, entry in saved.items()} == {
+        f"s3://{bucket}/logs/2024-01-01/1.json.gz": (2, 2), f"s3://{bucket}/logs/2024-01-02/2.json.gz": (1, 1)}
+    put_gz(f"{bucket}/logs/2024-01-03/3.json.gz", [track(4)])
+    opened.clear()
+    run = gspx(*args)
+    assert run.exit_code == 0, run.stderr
+    assert opened == [f"s3://{bucket}/logs/2024-01-03/3.json.gz"]  # the settled ones are not downloaded again
+    assert numbers(px) == Counter([1, 2, 3, 4])
+
+
 # ---- errors: one line, exit 2, nothing sent -----------------------------------------------------------
 
 def test_a_missing_bucket_is_one_line_and_exit_2_before_anything_is_sent(px_server, bucket, s3_endpoint, tmp_path):
@@ -323,3 +350,27 @@ def test_a_prefix_walk_reads_the_first_object_before_listing_the_next_folder(mem
     assert identity["size"] > 0
     assert listed == ["bkt/logs", "bkt/logs/2024-01-01"]
     assert [path for path, _, _ in walk] == ["gs://bkt/logs/2024-01-02/1.json.gz", "gs://bkt/logs/2024-01-03/1.json.gz"]
+
+
+def test_small_objects_are_fetched_ahead_several_at_once_and_read_in_order(memory_gcs, monkeypatch):
+    import threading
+
+    for i in range(12):
+        memory_gcs.pipe(f"bkt/logs/2024-01-01/{1704067200 + i}.json.gz",
+                        gzip.compress((json.dumps(track(i)) + "\n").encode()))
+    lock, running, most = threading.Lock(), [0], [0]
+    real_open = remote.open_object
+
+    def slow_open(url):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # a store's latency
+        with lock:
+            running[0] -= 1
+        return real_open(url)
+
+    monkeypatch.setattr(remote, "open_object", slow_open)
+    records = list(iter_records(["gs://bkt/logs"]))
+    assert [r.event["properties"]["n"] for r in records] == list(range(12))
+    assert most[0] > 1  # fetched side by side, not one at a time

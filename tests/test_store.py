@@ -393,7 +393,7 @@ def test_kill_9_in_the_middle_of_commits_leaves_an_earlier_whole_state(path):
 def test_an_objects_identity_round_trips_beside_a_files(path):
     file_entry = {"settled_lines": 3, "identity": {"size": 10, "block": 65536, "head_sha256": "a" * 64,
                                                    "tail_sha256": "b" * 64}}
-    object_entry = {"settled_lines": 7, "identity": {"size": 120, "version": 'etag:"0f0e"'}}
+    object_entry = {"settled_lines": 7, "identity": {"size": 120, "version": 'etag:"0f0e"', "lines": 7}}
     with CheckpointStore(path) as store:
         store.commit({"/data/a.ndjson": file_entry, "s3://bkt/a.json.gz": object_entry})
     with CheckpointStore(path) as store:
