@@ -19,8 +19,8 @@ import requests
 from e2e import finish, gspx, wait_until, write_config
 from gspx_cli import remote
 from gspx_cli.reader import iter_records
-from gspx_cli.store import CheckpointStore
-from test_archives import error_dump, gw_job, replay, rudder, segment, start_send, track
+from test_archives import (config, dry_run, error_dump, gw_job, replay, rudder, saved_inputs,  # noqa: F401
+                           segment, start_send, track)
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
           # never a real profile or the instance metadata service: only what a test sets
@@ -82,21 +82,6 @@ def put_gz(key, lines):
     """Upload a gzip object of JSON lines at bucket/key."""
     body = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
     store().pipe(key, gzip.compress(body.encode("utf-8")))
-
-
-def dry_run(*args):
-    run = gspx("send", "--dry-run", *args, key=None)
-    return run.exit_code, [json.loads(line) for line in run.stdout.splitlines()], run.stderr
-
-
-@pytest.fixture
-def config(tmp_path):
-    return write_config(tmp_path, "https://api.aptrinsic.com/v1")
-
-
-def saved_inputs(path):
-    with CheckpointStore(str(path)) as db:
-        return db.load_inputs()
 
 
 def numbers(px):
@@ -187,15 +172,20 @@ def test_a_prefix_interrupted_then_resumed_delivers_every_event_once(px_server, 
     assert numbers(px) == Counter(range(total))
 
 
-def test_an_object_replaced_since_the_checkpoint_stops_the_run_with_exit_2(px_server, bucket, s3_endpoint, tmp_path,
-                                                                          monkeypatch):
-    px = px_server.px
-    cfg = write_config(tmp_path, px_server.base_url)
+@pytest.fixture
+def two_objects(px_server, bucket, s3_endpoint, tmp_path, monkeypatch):
+    """Two objects under s3://BUCKET/logs/ (events 1, 2 and 3) and the send arguments that read them with
+    a checkpoint (ck.db, in tmp_path) and --no-dedupe, so that only the checkpoint's resume keeps an
+    event from being sent twice."""
     put_gz(f"{bucket}/logs/2024-01-01/1.json.gz", [track(1), track(2)])
     put_gz(f"{bucket}/logs/2024-01-02/2.json.gz", [track(3)])
     monkeypatch.chdir(tmp_path)
-    args = ["send", "-c", cfg, "--checkpoint", "ck.db", "--endpoint-url", s3_endpoint, "--no-dedupe",
-            f"s3://{bucket}/logs"]
+    return ["send", "-c", write_config(tmp_path, px_server.base_url), "--checkpoint", "ck.db", "--endpoint-url",
+            s3_endpoint, "--no-dedupe", f"s3://{bucket}/logs/"]
+
+
+def test_an_object_replaced_since_the_checkpoint_stops_the_run_with_exit_2(px_server, bucket, two_objects):
+    px, args = px_server.px, two_objects
     assert gspx(*args).exit_code == 0
     put_gz(f"{bucket}/logs/2024-01-01/1.json.gz", [track(1), track(2), track(5)])  # re-exported: another object
     sent = len(px.events)
@@ -207,32 +197,12 @@ def test_an_object_replaced_since_the_checkpoint_stops_the_run_with_exit_2(px_se
     assert len(px.events) == sent  # nothing of it sent again, and nothing after it
 
 
-def test_an_unchanged_object_is_resumed_and_a_new_one_read(px_server, bucket, s3_endpoint, tmp_path, monkeypatch):
-    px = px_server.px
-    cfg = write_config(tmp_path, px_server.base_url)
-    put_gz(f"{bucket}/logs/2024-01-01/1.json.gz", [track(1), track(2)])
-    monkeypatch.chdir(tmp_path)
-    args = ["send", "-c", cfg, "--checkpoint", "ck.db", "--endpoint-url", s3_endpoint, "--no-dedupe",
-            f"s3://{bucket}/logs/"]
-    assert gspx(*args).exit_code == 0
-    put_gz(f"{bucket}/logs/2024-01-02/2.json.gz", [track(3)])
-    run = gspx(*args)
-    assert run.exit_code == 0, run.stderr
-    assert numbers(px) == Counter([1, 2, 3])
-
-
-def test_a_rerun_fetches_no_object_that_was_read_to_its_end_and_settled(px_server, bucket, s3_endpoint, tmp_path,
+def test_a_rerun_fetches_no_object_that_was_read_to_its_end_and_settled(px_server, bucket, two_objects, tmp_path,
                                                                         monkeypatch):
-    px = px_server.px
-    cfg = write_config(tmp_path, px_server.base_url)
-    put_gz(f"{bucket}/logs/2024-01-01/1.json.gz", [track(1), track(2)])
-    put_gz(f"{bucket}/logs/2024-01-02/2.json.gz", [track(3)])
-    monkeypatch.chdir(tmp_path)
+    px, args = px_server.px, two_objects
     opened = []
     real_open = remote.open_object
     monkeypatch.setattr(remote, "open_object", lambda url: opened.append(url) or real_open(url))
-    args = ["send", "-c", cfg, "--checkpoint", "ck.db", "--endpoint-url", s3_endpoint, "--no-dedupe",
-            f"s3://{bucket}/logs/"]
     assert gspx(*args).exit_code == 0
     assert len(opened) == 2
     saved = saved_inputs(tmp_path / "ck.db")
