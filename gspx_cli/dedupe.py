@@ -4,6 +4,8 @@ With a checkpoint, its database remembers them across runs; without one, the mos
 MEMORY_LIMIT of this run are kept, in flat memory.
 """
 
+from collections import deque
+
 DUPLICATE = "duplicate messageId"  # the skip reason the counts group by; dry-run lines add "first at"
 MEMORY_LIMIT = 1_000_000  # CLI.md "The checkpoint": without one, the most recent 1,000,000 messageIds
 
@@ -16,7 +18,10 @@ class RunMemory:
     """
 
     def __init__(self, limit=MEMORY_LIMIT):
-        self._seen = {}  # hash -> source index << 40 | line; insertion-ordered, the oldest first
+        self._seen = {}  # hash -> source index << 40 | line
+        # the hashes, oldest first: forgetting the oldest is O(1). Not next(iter(dict)): a dict keeps
+        # its deleted slots until it grows, and iterating past them made each add past the limit O(limit)
+        self._order = deque()
         self._sources = []
         self._source_index = {}
         self._limit = limit
@@ -34,10 +39,13 @@ class RunMemory:
         if index is None:
             index = self._source_index[source] = len(self._sources)
             self._sources.append(source)
-        seen = self._seen
-        seen.setdefault(hash(message_id), index << 40 | line_no)
-        if len(seen) > self._limit:
-            del seen[next(iter(seen))]
+        seen, key = self._seen, hash(message_id)
+        if key not in seen:
+            seen[key] = index << 40 | line_no
+            order = self._order
+            order.append(key)
+            if len(order) > self._limit:
+                del seen[order.popleft()]
 
 
 class StoredMemory:

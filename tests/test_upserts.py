@@ -348,3 +348,19 @@ def test_a_spent_daily_budget_stops_with_exit_5_and_the_next_day_goes_on(setup):
     again = gspx("send", "-c", cfg, "--checkpoint", ckpt, "--daily-budget", "100", path)
     assert again.exit_code == 0, again.stderr
     assert Counter(e["attributes"]["n"] for e in px.events) == Counter(range(20))  # each once
+
+
+# ---- a run's memory of messageIds without a checkpoint (CLI.md "The checkpoint") --------------------
+
+def test_a_runs_memory_keeps_the_most_recent_ids_and_forgets_the_oldest_first():
+    from gspx_cli.dedupe import RunMemory
+
+    memory = RunMemory(limit=3)
+    for n in range(5):
+        memory.add(f"m-{n}", "in.ndjson", n + 1)
+    memory.add("m-3", "other.ndjson", 9)  # seen again: its first place stays, and it is not added twice
+    assert [memory.delivered_at(f"m-{n}") for n in range(5)] == [None, None, "in.ndjson:3", "in.ndjson:4",
+                                                                 "in.ndjson:5"]
+    memory.add("m-5", "in.ndjson", 6)
+    assert memory.delivered_at("m-2") is None and memory.delivered_at("m-5") == "in.ndjson:6"
+
