@@ -13,7 +13,9 @@ by side in one run, against the local stand-in:
    dump overlapping the first by half (requests: only the new half's);
 3. the checkpoint's cost: delivery rate with and without --checkpoint (latency 20 ms, rate 200/s),
    and with 10 million messageIds in it (--big): its size on disk and the time a rerun of
-   1 million of them takes to skip.
+   1 million of them takes to skip;
+4. without a checkpoint, the run's memory of the most recent 1,000,000 messageIds: microseconds
+   per add below the limit and past it (the oldest forgotten), and the memory held at the limit.
 """
 
 import argparse
@@ -261,6 +263,49 @@ def big_figures(tmp, total=10_000_000, rerun=1_000_000):
           f"(exit {code}) |")
 
 
+def figure_4(limit=1_000_000, past=200_000, past_before=20_000):
+    """Per-add cost of the run's messageId memory below and past its limit, now and as it was (the
+    oldest found by iterating the dict, past the slots deleted since it last grew), and what it holds."""
+    import time
+    import tracemalloc
+
+    from gspx_cli.dedupe import RunMemory
+
+    class Before(RunMemory):
+        def add(self, message_id, source, line_no):  # the add this change replaced
+            seen = self._seen
+            seen.setdefault(hash(message_id), line_no)
+            if len(seen) > self._limit:
+                del seen[next(iter(seen))]
+
+    ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(limit + past)]
+    rows = []
+    for label, kind, extra in (("now", RunMemory, past), ("before", Before, past_before)):
+        memory = kind(limit=limit)
+        start = time.perf_counter()
+        for n in range(limit):
+            memory.add(ids[n], "in.ndjson", n)
+        below = (time.perf_counter() - start) / limit
+        start = time.perf_counter()
+        for n in range(limit, limit + extra):
+            memory.add(ids[n], "in.ndjson", n)
+        beyond = (time.perf_counter() - start) / extra
+        rows.append((label, below, beyond, extra))
+        del memory
+    tracemalloc.start()
+    memory = RunMemory(limit=limit)
+    for n in range(limit):
+        memory.add(ids[n], "in.ndjson", n)
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"\n4. the run's messageId memory (no checkpoint), limit {limit:,}\n")
+    print("| memory | µs per add, the first 1,000,000 | µs per add past the limit | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, below, beyond, extra in rows:
+        print(f"| {label} ({extra:,} past) | {below * 1e6:.2f} | {beyond * 1e6:.2f} | **{beyond / below:.2f}** |")
+    print(f"\nheld at the limit: {held / 2**20:.0f} MB (ids, their places and the order)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20_000)
@@ -271,6 +316,7 @@ def main(argv=None):
         events, users, accounts = figure_1(tmp, a.events)
         figure_2(tmp, events, users, accounts)
         figure_3(tmp, min(a.events, 4000), a.big)
+        figure_4()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
