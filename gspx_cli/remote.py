@@ -7,6 +7,7 @@ named by its URL, with its identity (ETag or generation, and size) for the check
 """
 
 import io
+import logging
 import os
 import posixpath
 from collections import deque
@@ -29,6 +30,12 @@ PREFETCH_MAX_BYTES = 4 * 1024 * 1024
 # reader.set_error_dumps, because the reader thread opens the objects.
 _endpoint_url = None
 _filesystems = {}  # protocol -> the filesystem of this run (one connection pool per store)
+# The stores' libraries log their retries and fallbacks with tracebacks; with no handler of their own
+# Python prints those on stderr. gspx says what failed in one line instead (explain).
+_QUIET_LOGGERS = ("s3fs", "gcsfs", "fsspec", "aiobotocore", "botocore", "google")
+# exception class names (anywhere in the MRO) that mean the store could not be reached at all
+_UNREACHABLE = {"EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ClientConnectionError",
+                "ServerTimeoutError", "ConnectionError", "TimeoutError"}
 
 
 def is_url(path):
@@ -72,6 +79,10 @@ def filesystem(url):
 def check(urls):
     """Look at each URL once before anything is sent: ConfigError (exit 2), one line, when its store
     cannot be reached (no credentials, no such bucket, access denied, no such prefix)."""
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+            logger.addHandler(logging.NullHandler())
     for url in dict.fromkeys(urls):
         fs = filesystem(url)
         try:
@@ -91,7 +102,7 @@ def explain(exc):
         return f"no such bucket or prefix ({text})"
     if isinstance(exc, PermissionError):
         return f"access denied ({text})"
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError"):
+    if _UNREACHABLE.intersection(kind.__name__ for kind in type(exc).__mro__):
         return f"cannot reach the object store ({text})"
     return f"the object store refused: {name}: {text}"
 

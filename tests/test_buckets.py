@@ -344,3 +344,35 @@ def test_small_objects_are_fetched_ahead_several_at_once_and_read_in_order(memor
     records = list(iter_records(["gs://bkt/logs"]))
     assert [r.event["properties"]["n"] for r in records] == list(range(12))
     assert most[0] > 1  # fetched side by side, not one at a time
+
+
+class ClientConnectorError(OSError):  # named as aiohttp's: explain() goes by the class names of the MRO
+    pass
+
+
+class ClientConnectorDNSError(ClientConnectorError):
+    pass
+
+
+class _UnreachableFS:
+    def info(self, path):
+        import logging
+
+        try:
+            raise ClientConnectorDNSError("Cannot connect to host storage.googleapis.com:443")
+        except ClientConnectorDNSError as exc:  # as gcsfs does before it gives up: a traceback in its log
+            logging.getLogger("gcsfs").error("_request out of retries on exception: %s", exc, exc_info=True)
+            raise
+
+
+def test_an_unreachable_store_is_one_line_without_the_librarys_logged_tracebacks(config, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in a user's run: no handler but Python's last resort
+    for name in ("gcsfs", "fsspec"):
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
+    monkeypatch.setattr(remote, "_filesystems", {"gcs": _UnreachableFS()})
+    code, lines, err = dry_run("-c", config, "gs://bucket/segment-logs/")
+    assert code == 2 and lines == []
+    assert err.strip().splitlines() == ["gspx: error: gs://bucket/segment-logs/: cannot reach the object store "
+                                        "(Cannot connect to host storage.googleapis.com:443)"]
