@@ -149,6 +149,10 @@ class Checkpoint:
                 entry["settled_parts"] = parts
             current = key in self._last or key in self._current
             identity = self._identity_now(key, paths.get(key)) if current else self._identity.get(key)
+            if identity is None and key != "-" and self._saved:
+                # an input forgotten at an earlier save whose later lines came after it: its row has it
+                saved = self.store.input_entry(key)
+                identity = saved.get("identity") if saved else None
             if identity is not None and key in self._object_lines and "version" in identity:
                 identity = {**identity, "lines": self._object_lines[key]}
             if identity is not None:
@@ -256,8 +260,9 @@ class Checkpoint:
                 key, lines = self._ends.get_nowait()
             except queue.Empty:
                 break
-            self._object_lines[key] = lines
-            self._dirty.add(key)
+            if key in self._last or key in self.done:  # else: forgotten, and its row already has them
+                self._object_lines[key] = lines
+                self._dirty.add(key)
         keys = None if not self._saved else set(self._dirty)
         inputs = self.snapshot(keys)["inputs"]
         self.store.commit(inputs)
@@ -278,9 +283,10 @@ class Checkpoint:
         for table in (self._pending, self._order, self._last, self._seen, self._objects, self.done, self._prior,
                       self._identity, self._object_lines):
             table.pop(key, None)
-        source = self._paths.pop(key, None)
-        if source is not None and key not in self._current:
-            self._keys.pop(source, None)
+        if key not in self._current:  # a typed input keeps its path: its later lines need its identity
+            source = self._paths.pop(key, None)
+            if source is not None:
+                self._keys.pop(source, None)
 
     def close(self):
         """Close the database; what was not saved is dropped."""

@@ -186,7 +186,8 @@ def open_object(url):
 
 def identity(info):
     """An object's identity for the checkpoint: {"size", "version"} from a listing or an open file's details."""
-    for field in ("ETag", "etag", "generation"):
+    # generation first: a GCS object's etag also changes with its metadata (labels, storage class)
+    for field in ("generation", "ETag", "etag"):
         value = info.get(field)
         if value:
             return {"size": int(info.get("size") or 0), "version": f"{field.lower()}:{value}"}

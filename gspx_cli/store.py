@@ -100,6 +100,14 @@ class CheckpointStore:
             raise _read_error(self.path, exc) from None
         return {row[0]: _entry(row) for row in rows}
 
+    def input_entry(self, key):
+        """The saved entry of one input, or None."""
+        try:
+            row = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _read_error(self.path, exc) from None
+        return None if row is None else _entry(row)
+
     # -- delivered messageIds -------------------------------------------------------------------------
     def delivered_at(self, message_id):
         """Where the event was first delivered ("FILE:LINE"; "" when unknown where); None when never."""

@@ -271,3 +271,21 @@ def test_an_input_with_lines_settled_beyond_its_prefix_stays_in_memory(tmp_path)
     led.settle(one[0], DELIVERED)
     led.close()
     assert saved_inputs(tmp_path / "c.ckpt")[source_key(src)] == {"settled_lines": 2}
+
+
+def test_a_typed_input_forgotten_at_a_save_keeps_its_identity_when_more_of_its_lines_settle(tmp_path):
+    src = tmp_path / "in.ndjson"
+    src.write_text("{}\n" * 10)
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    led.checkpoint.check_inputs([str(src)])
+    for line in (1, 2):  # all read so far is settled at the save: the input leaves memory
+        (rec,) = _records(str(src), line)
+        _open(led, [rec])
+        led.settle(rec, DELIVERED)
+    led.checkpoint.save()
+    (rec,) = _records(str(src), 3)  # then the rest of its lines come
+    _open(led, [rec])
+    led.settle(rec, DELIVERED)
+    led.close()
+    saved = saved_inputs(tmp_path / "c.ckpt")[source_key(str(src))]
+    assert saved["settled_lines"] == 3 and saved["identity"]["size"] == 30  # a replaced file is still refused
