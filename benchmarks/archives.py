@@ -116,9 +116,9 @@ def peak_rss(config, path):
 def checkpoint_figure(root, n, every, before):
     """(bytes held after n files, median seconds of the last 10 saves) of the checkpoint's bookkeeping
     over the one-event files under root; before: every save writes every row and nothing is forgotten."""
-    from gspx_cli.checkpoint import Checkpoint
-    from gspx_cli.ledger import DELIVERED, Ledger
-    from gspx_cli.reader import Record
+    from gspx_cli.state.checkpoint import Checkpoint
+    from gspx_cli.state.ledger import DELIVERED, Ledger
+    from gspx_cli.read.reader import Record
 
     if before:
         def save(self):  # as save() was: the whole snapshot, every time

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gspx_cli.store import CheckpointStore  # noqa: E402
+from gspx_cli.state.store import CheckpointStore  # noqa: E402
 
 BATCH = 100_000  # messageIds per commit while filling: a long run's backlog, far above one second's worth
 SAVE_ROWS = 2_000  # rows per save in a live run: about one second at PX's usual rate limits

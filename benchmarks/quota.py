@@ -237,7 +237,7 @@ def figure_3(tmp, n, big):
 
 def big_figures(tmp, total=10_000_000, rerun=1_000_000):
     """10 million messageIds in a checkpoint: its size, and the time to skip a rerun of 1 million."""
-    from gspx_cli.checkpoint import Checkpoint
+    from gspx_cli.state.checkpoint import Checkpoint
 
     db = tmp / "big.db"
     ck = Checkpoint(str(db))
@@ -269,7 +269,7 @@ def figure_4(limit=1_000_000, past=200_000, past_before=20_000):
     import time
     import tracemalloc
 
-    from gspx_cli.dedupe import RunMemory
+    from gspx_cli.state.dedupe import RunMemory
 
     class Before(RunMemory):
         def add(self, message_id, source, line_no):  # the add this change replaced

@@ -6,12 +6,14 @@ import sys
 
 import click
 
-from gspx_cli import __version__, config, coordinator, remote, report
-from gspx_cli.checkpoint import CheckpointLock, check_writable
+from gspx_cli import __version__, config, coordinator
+from gspx_cli.read import remote
+from gspx_cli.report import reporter as report
+from gspx_cli.state.checkpoint import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
-from gspx_cli.filters import EventFilter
-from gspx_cli.ledger import Ledger
-from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES, set_error_dumps
+from gspx_cli.mapping.filters import EventFilter
+from gspx_cli.state.ledger import Ledger
+from gspx_cli.read.reader import DEFAULT_MAX_LINE_BYTES, set_error_dumps
 
 SEND_EPILOG = """\b
 Examples:
@@ -69,7 +71,7 @@ def _time_option(ctx, param, value):
     """--since / --until: ISO 8601 text -> epoch milliseconds; a usage error (exit 2) when unreadable."""
     if value is None:
         return None
-    from gspx_cli.mapping import to_epoch_ms
+    from gspx_cli.mapping.rules import to_epoch_ms
 
     ms = to_epoch_ms(value) if value.strip() else None
     if ms is None:
@@ -222,7 +224,7 @@ def check(ctx, config_path, online):
     if not settings.api_key:
         reporter.note("note: no api_key (set GSPX_API_KEY): fine for --dry-run, needed to send")
     if online:
-        from gspx_cli.sender import check_key
+        from gspx_cli.delivery.sender import check_key
 
         check_key(settings)
         reporter.note(f"ok: Gainsight PX accepted the API key at {settings.base_url}")

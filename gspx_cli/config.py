@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from gspx_cli.errors import ConfigError
-from gspx_cli.fields import ACCOUNT_DEFAULT_TRAITS, USER_DEFAULT_TRAITS
+from gspx_cli.mapping.fields import ACCOUNT_DEFAULT_TRAITS, USER_DEFAULT_TRAITS
 
 # MAPPING.md "Gainsight PX REST API"
 DATA_CENTERS = {

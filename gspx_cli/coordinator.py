@@ -10,15 +10,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-from gspx_cli import fields
-from gspx_cli.budget import DailyBudget, utc_day
-from gspx_cli.dedupe import DUPLICATE, RunMemory, StoredMemory
+from gspx_cli.mapping import fields
+from gspx_cli.delivery.budget import DailyBudget, utc_day
+from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.errors import STOP_EXIT_CODES, ReplacedInputError
-from gspx_cli.filters import FILTERED
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
-from gspx_cli.mapping import Mapper, message_id as message_id_of
-from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
-from gspx_cli.reader import ReadStats, iter_line_batches, parse_batch
+from gspx_cli.mapping.filters import FILTERED
+from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
+from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
+from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
+from gspx_cli.read.reader import ReadStats, iter_line_batches, parse_batch
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 READ_AHEAD_BATCHES = 4  # batches read but not yet dispatched: bounds memory, and what a stop leaves unsent
@@ -94,7 +94,7 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
 
 def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock,
          event_filter):
-    from gspx_cli.sender import RequestStats
+    from gspx_cli.delivery.sender import RequestStats
 
     stop = stop or StopFlag()
     req_stats = RequestStats()
@@ -102,11 +102,11 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
     store = getattr(ledger.checkpoint, "store", None)
     budget = None
     if dry_run:
-        from gspx_cli.sinks import PrintSink
+        from gspx_cli.delivery.sinks import PrintSink
 
         sink = PrintSink(reporter, settings.base_url)
     else:
-        from gspx_cli.sinks import HttpSink
+        from gspx_cli.delivery.sinks import HttpSink
 
         # every request is counted per UTC day (the checkpoint keeps the counts); a budget caps them
         today = utc_day(clock())

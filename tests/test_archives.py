@@ -13,11 +13,12 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, finish, gspx, wait_until, write_config
-from gspx_cli import archives, reader
+from gspx_cli.read import archives
+from gspx_cli.read import reader
 from gspx_cli.config import Settings
-from gspx_cli.mapping import Mapper
-from gspx_cli.reader import iter_line_batches, iter_records, source_key
-from gspx_cli.store import CheckpointStore
+from gspx_cli.mapping.rules import Mapper
+from gspx_cli.read.reader import iter_line_batches, iter_records, source_key
+from gspx_cli.state.store import CheckpointStore
 
 TS = "2024-01-02T10:00:00.000Z"
 INTERNAL_KEY = "1234<<>>anon-internal<<>>u-internal"  # how rudder-server keys a job: never a PX user

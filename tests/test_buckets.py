@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from e2e import finish, gspx, wait_until, write_config
-from gspx_cli import remote
-from gspx_cli.reader import iter_records
+from gspx_cli.read import remote
+from gspx_cli.read.reader import iter_records
 from test_archives import (config, dry_run, error_dump, gw_job, replay, rudder, saved_inputs,  # noqa: F401
                            segment, start_send, track)
 

@@ -12,7 +12,8 @@ from collections import Counter, defaultdict
 import pytest
 
 from e2e import gspx, write_config, write_events
-from gspx_cli import gate, sender
+from gspx_cli.delivery import gate
+from gspx_cli.delivery import sender
 
 FAST_BACKOFF = 0.01  # seconds; the real 0.5 s base would make retry-heavy tests take minutes
 
@@ -277,7 +278,7 @@ def test_retries_give_up_after_max_retries_and_the_event_fails(setup, fast_backo
 
 
 def test_user_queues_hand_out_one_user_at_a_time_in_order_and_count_the_backlog():
-    from gspx_cli.sinks import _UserQueues
+    from gspx_cli.delivery.sinks import _UserQueues
 
     q = _UserQueues()
     for item in ("a1", "a2", "b1"):

@@ -4,13 +4,13 @@ import email.utils
 
 import pytest
 
-from gspx_cli.executor import Executor
-from gspx_cli.gate import CLOSED, OPEN, SUSPECT
-from gspx_cli.sender import (Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
+from gspx_cli.delivery.executor import Executor
+from gspx_cli.delivery.gate import CLOSED, OPEN, SUSPECT
+from gspx_cli.delivery.sender import (Decision, Halt, Interrupted, RateLimiter, RequestStats, RetryPolicy, Sender,
                              retry_after_seconds)
 from gspx_cli.errors import AuthRejectedError, PxError
-from gspx_cli.plan import Plan, RequireUser, Update, Upsert
-from gspx_cli.px import PxClient
+from gspx_cli.mapping.plan import Plan, RequireUser, Update, Upsert
+from gspx_cli.delivery.px import PxClient
 
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504, None])  # None: timeout / connection error

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from e2e import gspx, write_config, write_events
-from gspx_cli.filters import EventFilter
-from gspx_cli.mapping import to_epoch_ms
+from gspx_cli.mapping.filters import EventFilter
+from gspx_cli.mapping.rules import to_epoch_ms
 
 JAN = to_epoch_ms("2024-01-01")
 FEB = to_epoch_ms("2024-02-01")

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, finish, gspx, write_config, write_events
-from gspx_cli import sender
+from gspx_cli.delivery import sender
 from test_delivery_e2e import expected_user_writes, mixed_events, read_report, received_user_writes, track_numbers
 
 FAST_BACKOFF = 0.01

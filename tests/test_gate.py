@@ -12,10 +12,10 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from gspx_cli.errors import OutageError
-from gspx_cli.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate, GateState
-from gspx_cli.px import PxClient, error_message
+from gspx_cli.delivery.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate, GateState
+from gspx_cli.delivery.px import PxClient, error_message
 from gspx_cli.errors import Interrupted
-from gspx_cli.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender, _answer_lost
+from gspx_cli.delivery.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender, _answer_lost
 
 F, L, A = FAILED, LOST, ANSWERED
 
@@ -338,9 +338,9 @@ def test_a_long_html_error_page_is_cut_to_about_100_characters_without_markup():
 def test_the_progress_counts_line_shows_a_hold_and_its_start_time():
     import io
 
-    from gspx_cli.ledger import Ledger
-    from gspx_cli.reader import ReadStats
-    from gspx_cli.report import Reporter
+    from gspx_cli.state.ledger import Ledger
+    from gspx_cli.read.reader import ReadStats
+    from gspx_cli.report.reporter import Reporter
 
     reqs, err = RequestStats(), io.StringIO()
     reporter = Reporter(err=err, out=io.StringIO(), progress=True)
@@ -359,8 +359,8 @@ def test_the_progress_counts_line_shows_a_hold_and_its_start_time():
 def test_the_hold_warning_says_why_since_when_how_many_wait_and_when_the_next_try_is():
     import io
 
-    from gspx_cli.gate import GateNews
-    from gspx_cli.report import Reporter
+    from gspx_cli.delivery.gate import GateNews
+    from gspx_cli.report.reporter import Reporter
 
     err = io.StringIO()
     reporter = Reporter(err=err, out=io.StringIO(), progress=False)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from gspx_cli import fields
+from gspx_cli.mapping import fields
 from gspx_cli.config import Settings
-from gspx_cli.mapping import (
+from gspx_cli.mapping.rules import (
     Mapper,
     map_event,
     to_epoch_ms,
@@ -13,7 +13,7 @@ from gspx_cli.mapping import (
     to_number,
     to_str,
 )
-from gspx_cli.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write
+from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write
 
 KEY = "AP-TEST-1"
 BASE_URL = "https://api.aptrinsic.com/v1"

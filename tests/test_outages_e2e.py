@@ -18,7 +18,8 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, gspx, write_config, write_events
-from gspx_cli import gate, sender
+from gspx_cli.delivery import gate
+from gspx_cli.delivery import sender
 from test_delivery_e2e import expected_user_writes, mixed_events, read_report, received_user_writes, track_numbers
 
 PROBE_FIRST = 0.05  # seconds: the real 1 s, scaled down like the windows

@@ -18,10 +18,10 @@ import pytest
 from rich.console import Console
 
 from e2e import DEADLINE, TEST_KEY, finish, gspx, wait_until, write_config, write_events
-from gspx_cli import checkpoint as checkpoint_mod
-from gspx_cli.reader import source_key
-from gspx_cli.report import Reporter
-from gspx_cli.store import FORMAT_VERSION, CheckpointStore
+from gspx_cli.state import checkpoint as checkpoint_mod
+from gspx_cli.read.reader import source_key
+from gspx_cli.report.reporter import Reporter
+from gspx_cli.state.store import FORMAT_VERSION, CheckpointStore
 from test_report import MIXED, _result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -348,7 +348,7 @@ def test_standard_input_resumes_by_line_count_and_says_so(setup):
 
 # -- progress in logs ------------------------------------------------------------------------------
 
-FAST_PROGRESS = "import gspx_cli.report as r; r.PLAIN_PROGRESS_SECONDS = 0.3"
+FAST_PROGRESS = "import gspx_cli.report.reporter as r; r.PLAIN_PROGRESS_SECONDS = 0.3"
 
 
 def _status_lines(text):

@@ -10,14 +10,14 @@ from hypothesis import strategies as st
 
 from gspx_cli.config import DeliverySettings, Settings
 from gspx_cli.errors import PxError
-from gspx_cli.executor import Executor
-from gspx_cli.mapping import Mapper
-from gspx_cli.plan import Plan
-from gspx_cli.px import PxClient
-from gspx_cli.reader import Record
+from gspx_cli.delivery.executor import Executor
+from gspx_cli.mapping.rules import Mapper
+from gspx_cli.mapping.plan import Plan
+from gspx_cli.delivery.px import PxClient
+from gspx_cli.read.reader import Record
 from gspx_cli.sandbox import FakePX, add_to_responses
-from gspx_cli.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender
-from gspx_cli.sinks import PrintSink
+from gspx_cli.delivery.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender
+from gspx_cli.delivery.sinks import PrintSink
 
 BASE = "https://api.aptrinsic.com/v1"
 ORIGIN = "https://api.aptrinsic.com"

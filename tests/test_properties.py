@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from e2e import gspx, write_config
 from gspx_cli import jsonio
 from gspx_cli.config import Settings
-from gspx_cli.mapping import Mapper, to_epoch_ms, to_str
-from gspx_cli.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write, describe, object_path
-from gspx_cli.reader import iter_records
+from gspx_cli.mapping.rules import Mapper, to_epoch_ms, to_str
+from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write, describe, object_path
+from gspx_cli.read.reader import iter_records
 
 SCALE = settings().max_examples / 100  # 1.0 under the "fast" profile
 

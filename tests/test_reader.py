@@ -7,8 +7,8 @@ import tracemalloc
 
 import pytest
 
-from gspx_cli import reader
-from gspx_cli.reader import DEFAULT_MAX_LINE_BYTES, ReadStats, Record, iter_records, source_key
+from gspx_cli.read import reader
+from gspx_cli.read.reader import DEFAULT_MAX_LINE_BYTES, ReadStats, Record, iter_records, source_key
 
 T = b'{"type":"track","event":"e"}'
 EV = {"type": "track", "event": "e"}

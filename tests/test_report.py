@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from gspx_cli.coordinator import RunResult
-from gspx_cli.sender import RequestStats
+from gspx_cli.delivery.sender import RequestStats
 from gspx_cli.errors import ExitCode
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED, Ledger
-from gspx_cli.reader import ReadStats, Record
-from gspx_cli import live as live_mod
-from gspx_cli import report as report_mod
-from gspx_cli.report import Reporter, report_data, write_report
+from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED, Ledger
+from gspx_cli.read.reader import ReadStats, Record
+from gspx_cli.report import live as live_mod
+from gspx_cli.report import reporter as report_mod
+from gspx_cli.report.reporter import Reporter, report_data, write_report
 
 # The --report keys the README documents; a key may be added (and documented), never renamed or removed.
 REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "read", "delivered", "skipped",

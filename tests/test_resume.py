@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, finish, wait_until, write_config, write_events
-from gspx_cli import checkpoint as checkpoint_mod
-from gspx_cli.checkpoint import Checkpoint, atomic_write
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, Ledger
-from gspx_cli.reader import Record, source_key
-from gspx_cli.store import CheckpointStore
+from gspx_cli.state import checkpoint as checkpoint_mod
+from gspx_cli.state.checkpoint import Checkpoint, atomic_write
+from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, Ledger
+from gspx_cli.read.reader import Record, source_key
+from gspx_cli.state.store import CheckpointStore
 
 
 

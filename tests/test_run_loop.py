@@ -15,10 +15,10 @@ import pytest
 from e2e import TEST_KEY, finish, wait_until, write_config
 from gspx_cli.config import load_settings
 from gspx_cli.coordinator import Coordinator, StopFlag
-from gspx_cli.ledger import DELIVERED, Ledger
-from gspx_cli.plan import Plan
-from gspx_cli.report import Reporter
-from gspx_cli.store import CheckpointStore
+from gspx_cli.state.ledger import DELIVERED, Ledger
+from gspx_cli.mapping.plan import Plan
+from gspx_cli.report.reporter import Reporter
+from gspx_cli.state.store import CheckpointStore
 
 
 def track(n, user=None):

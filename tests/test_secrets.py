@@ -15,10 +15,11 @@ from click.testing import CliRunner
 
 import gspx_cli
 from e2e import TAG, TEST_KEY, gspx, write_config, write_events
-from gspx_cli import coordinator, executor
+from gspx_cli import coordinator
+from gspx_cli.delivery import executor
 from gspx_cli.cli import cli
 from gspx_cli.config import TOP_LEVEL_KEYS, DELIVERY_KEYS, describe_settings, load_settings
-from gspx_cli.px import API_KEY_HEADER, PxClient
+from gspx_cli.delivery.px import API_KEY_HEADER, PxClient
 
 EVENTS = [
     {"type": "identify", "userId": "u1", "traits": {"email": "a@b.c"}},

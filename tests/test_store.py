@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from e2e import DEADLINE
-from gspx_cli.checkpoint import Checkpoint, check_writable
+from gspx_cli.state.checkpoint import Checkpoint, check_writable
 from gspx_cli.errors import ConfigError, ExitCode, OutputError
-from gspx_cli.ledger import DELIVERED, Ledger
-from gspx_cli.reader import Record
-from gspx_cli.store import FORMAT_VERSION, CheckpointStore, StoreError
+from gspx_cli.state.ledger import DELIVERED, Ledger
+from gspx_cli.read.reader import Record
+from gspx_cli.state.store import FORMAT_VERSION, CheckpointStore, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
 IDENTITY = {"size": 2048, "block": 65536, "head_sha256": "a" * 64, "tail_sha256": "b" * 64}
@@ -197,7 +197,7 @@ def test_a_conversion_that_fails_leaves_the_json_checkpoint_as_it_was(tmp_path, 
     def full_disk(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("gspx_cli.store.os.replace", full_disk)
+    monkeypatch.setattr("gspx_cli.state.store.os.replace", full_disk)
     with pytest.raises(ConfigError, match="cannot convert the JSON checkpoint: No space left on device") as info:
         CheckpointStore(path)
     assert info.value.exit_code == ExitCode.CONFIG
@@ -349,7 +349,7 @@ def test_checkpoint_save_writes_the_settled_lines_and_the_stores_rows_together(t
 # requests join. Every commit that returned is printed.
 WRITER = """
 import sys
-from gspx_cli.store import CheckpointStore
+from gspx_cli.state.store import CheckpointStore
 store = CheckpointStore(sys.argv[1])
 i = 0
 while True:

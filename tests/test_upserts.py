@@ -10,13 +10,13 @@ from collections import Counter
 import pytest
 
 from e2e import gspx, write_config, write_events, writes
-from gspx_cli.budget import DailyBudget
+from gspx_cli.delivery.budget import DailyBudget
 from gspx_cli.errors import BudgetSpentError, PxError
-from gspx_cli.executor import Executor
-from gspx_cli.plan import Plan, Update, Upsert
-from gspx_cli.px import PxClient
+from gspx_cli.delivery.executor import Executor
+from gspx_cli.mapping.plan import Plan, Update, Upsert
+from gspx_cli.delivery.px import PxClient
 from gspx_cli.sandbox import DROP
-from gspx_cli.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender
+from gspx_cli.delivery.sender import Halt, RateLimiter, RequestStats, RetryPolicy, Sender
 
 BODY = {"email": "a@b.c", "type": "USER", "propertyKeys": ["AP-1"]}
 
@@ -323,8 +323,8 @@ def test_the_checkpoint_remembers_objects_and_their_last_write_across_runs(setup
 
 
 def test_a_spent_daily_budget_stops_with_exit_5_and_the_next_day_goes_on(setup):
-    from gspx_cli.budget import utc_day
-    from gspx_cli.checkpoint import Checkpoint
+    from gspx_cli.delivery.budget import utc_day
+    from gspx_cli.state.checkpoint import Checkpoint
 
     px, cfg, tmp = setup
     ckpt = str(tmp / "run.db")
@@ -353,7 +353,7 @@ def test_a_spent_daily_budget_stops_with_exit_5_and_the_next_day_goes_on(setup):
 # ---- a run's memory of messageIds without a checkpoint (CLI.md "The checkpoint") --------------------
 
 def test_a_runs_memory_keeps_the_most_recent_ids_and_forgets_the_oldest_first():
-    from gspx_cli.dedupe import RunMemory
+    from gspx_cli.state.dedupe import RunMemory
 
     memory = RunMemory(limit=3)
     for n in range(5):

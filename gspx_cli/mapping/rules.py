@@ -8,8 +8,9 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 
-from . import fields, jsonio
-from .plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write
+from gspx_cli import jsonio
+from gspx_cli.mapping import fields
+from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Skipped, Update, Upsert, Write
 
 # MAPPING.md: "outside the signed 64-bit range" is what a PX numeric field cannot hold
 INT64_MIN = -(2**63)

@@ -9,9 +9,9 @@ import queue
 import stat
 from collections import deque
 
-from gspx_cli import remote
+from gspx_cli.read import remote
 from gspx_cli.errors import ConfigError, ReplacedInputError
-from gspx_cli.reader import source_key
+from gspx_cli.read.reader import source_key
 
 # The format snapshot() describes (store.FORMAT_VERSION). 2 added each input's identity; a version 1
 # file (no identities) is still read, and resumed by line count; 3 is the SQLite database.
@@ -35,7 +35,7 @@ class Checkpoint:
     """
 
     def __init__(self, path):
-        from gspx_cli.store import CheckpointStore  # sqlite3: only with --checkpoint (issue 13: start-up)
+        from gspx_cli.state.store import CheckpointStore  # sqlite3: only with --checkpoint (issue 13: start-up)
 
         self.path = path
         # the database; the delivery code keeps its messageIds, objects and requests per day there

@@ -8,8 +8,10 @@ import sys
 import zlib
 from dataclasses import dataclass
 
-from . import archives, jsonio, remote
-from .errors import ReplacedInputError
+from gspx_cli import jsonio
+from gspx_cli.read import archives
+from gspx_cli.read import remote
+from gspx_cli.errors import ReplacedInputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024  # CLI.md --max-line-bytes default
 READ_CHUNK_BYTES = 64 * 1024  # a read this size stays in the CPU cache while it is split and parsed: 1 MiB reads measured 35% slower

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from gspx_cli.plan import paths_cost, request_kind
+from gspx_cli.mapping.plan import paths_cost, request_kind
 
 PX_DAILY_QUOTA = 1_000_000  # requests per day per subscription (PX's published reference, v0.1.6)
 _DAY = 86_400.0

@@ -1,7 +1,7 @@
 """What a run's requests cost and what it saved (issue 17): the summary's lines and --report's keys."""
 
-from gspx_cli.dedupe import DUPLICATE
-from gspx_cli.estimate import days_text, seconds_text
+from gspx_cli.state.dedupe import DUPLICATE
+from gspx_cli.mapping.estimate import days_text, seconds_text
 
 
 def upsert_advice(reqs, order):

@@ -4,7 +4,7 @@ the last body written to each (MAPPING.md "Upserts")."""
 import threading
 
 from gspx_cli.errors import PxError
-from gspx_cli.plan import CREATE_MESSAGE, RequireUser, Upsert, body_digest, expand
+from gspx_cli.mapping.plan import CREATE_MESSAGE, RequireUser, Upsert, body_digest, expand
 
 KNOWN_CACHE_SIZE = 1_000_000  # objects remembered per kind (~150 MB at most); past that the oldest is forgotten, which costs a request or two, never an error
 

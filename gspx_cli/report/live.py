@@ -8,7 +8,7 @@ import time
 from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from gspx_cli.timetext import hms
+from gspx_cli.report.timetext import hms
 
 
 class LiveProgress(Progress):

@@ -12,7 +12,7 @@ import os
 import posixpath
 from collections import deque
 
-from gspx_cli import archives
+from gspx_cli.read import archives
 from gspx_cli.errors import ConfigError
 
 # URL scheme -> (fsspec protocol, the module that implements it, the extra that installs it)

@@ -5,7 +5,7 @@ Events left out are skipped with the reason "filtered", counted and settled like
 
 from fnmatch import fnmatchcase
 
-from gspx_cli.mapping import to_epoch_ms
+from gspx_cli.mapping.rules import to_epoch_ms
 
 FILTERED = "filtered"
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")  # CLI.md: the event's time, in this order

@@ -12,8 +12,8 @@ from datetime import timezone
 # a dry run never does, and importing them is ~0.2 s of its start-up (issue 5).
 
 from gspx_cli.errors import AuthRejectedError, GspxError, Interrupted, PxError
-from gspx_cli.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate
-from gspx_cli.plan import object_path, request_kind
+from gspx_cli.delivery.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate
+from gspx_cli.mapping.plan import object_path, request_kind
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})  # issue 3; other 4xx are final
 AUTH_STATUSES = frozenset({401, 403})  # MAPPING.md: the key is refused, the run stops
@@ -297,7 +297,7 @@ def check_key(settings):
     """One cheap read request; raises AuthRejectedError when PX refuses the key."""
     import requests
 
-    from gspx_cli.px import PxClient
+    from gspx_cli.delivery.px import PxClient
 
     client = PxClient(settings.base_url, settings.api_key, timeout=settings.delivery.timeout, pool_size=1)
     try:

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from gspx_cli import jsonio
-from gspx_cli.checkpoint import Checkpoint
+from gspx_cli.state.checkpoint import Checkpoint
 from gspx_cli.errors import OutputError
 
 DELIVERED, SKIPPED, INVALID, FAILED, INTERRUPTED = "delivered", "skipped", "invalid", "failed", "interrupted"

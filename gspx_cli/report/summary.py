@@ -8,9 +8,9 @@ in summary_facts). An empty name continues the fact above.
 
 from itertools import chain
 
-from gspx_cli import costs
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
-from gspx_cli.timetext import duration
+from gspx_cli.report import costs
+from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
+from gspx_cli.report.timetext import duration
 
 # rich (~30 ms to import) is imported by the functions that print: summary_facts alone never loads it.
 

@@ -9,12 +9,12 @@ ledger or the checkpoint: the coordinator alone settles (STYLE habit 13).
 import threading
 from collections import deque
 
-from gspx_cli.dedupe import DUPLICATE
+from gspx_cli.state.dedupe import DUPLICATE
 from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, OutageError, OutputError, PxError
-from gspx_cli.executor import Executor, new_known
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
-from gspx_cli.estimate import Estimate
-from gspx_cli.plan import expand, listing, surely_known
+from gspx_cli.delivery.executor import Executor, new_known
+from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
+from gspx_cli.mapping.estimate import Estimate
+from gspx_cli.mapping.plan import expand, listing, surely_known
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
 
@@ -89,9 +89,9 @@ class HttpSink:
     remembers = True  # what it learns of PX goes to the checkpoint, and what the checkpoint knows to it
 
     def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None, dedupe=True):
-        from gspx_cli import gate
-        from gspx_cli.px import PxClient
-        from gspx_cli.sender import BACKOFF_BASE, Halt, RateLimiter, RetryPolicy, Sender
+        from gspx_cli.delivery import gate
+        from gspx_cli.delivery.px import PxClient
+        from gspx_cli.delivery.sender import BACKOFF_BASE, Halt, RateLimiter, RetryPolicy, Sender
 
         d = settings.delivery
         self._client = PxClient(settings.base_url, settings.api_key, timeout=d.timeout,

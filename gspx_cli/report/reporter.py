@@ -10,12 +10,12 @@ import time
 # nothing never loads it (issue 13: start-up).
 
 from gspx_cli import jsonio
-from gspx_cli.report_json import report_data, write_report  # noqa: F401 - re-exported: cli.py and tests use them
-from gspx_cli.progress import ProgressText, _PlainProgress  # noqa: F401 - _PlainProgress: tests name it here
-from gspx_cli.progress import animates, isatty, show, wanted
-from gspx_cli.summary import print_summary
-from gspx_cli.plan import Plan, Skipped
-from gspx_cli.timetext import clock_time, duration
+from gspx_cli.report.report_json import report_data, write_report  # noqa: F401 - re-exported: cli.py and tests use them
+from gspx_cli.report.progress import ProgressText, _PlainProgress  # noqa: F401 - _PlainProgress: tests name it here
+from gspx_cli.report.progress import animates, isatty, show, wanted
+from gspx_cli.report.summary import print_summary
+from gspx_cli.mapping.plan import Plan, Skipped
+from gspx_cli.report.timetext import clock_time, duration
 
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain

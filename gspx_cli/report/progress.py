@@ -6,8 +6,8 @@ import os
 import threading
 import time
 
-from gspx_cli.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
-from gspx_cli.timetext import clock_time, hms
+from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
+from gspx_cli.report.timetext import clock_time, hms
 
 REFRESH_PER_SECOND = 4  # the animated bar's
 DUMB_TERMS = ("dumb", "unknown")  # as rich counts them: no cursor movement, so no live display
@@ -44,7 +44,7 @@ def show(text, *, animate, console, write, interval):
     else:
         # rich.progress (~20 ms to import) only for a run that animates; console() likewise makes
         # the rich Console only now.
-        from gspx_cli.live import LiveProgress
+        from gspx_cli.report.live import LiveProgress
 
         display = LiveProgress(console(), REFRESH_PER_SECOND, text)
     display.start()
