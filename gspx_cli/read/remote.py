@@ -99,7 +99,8 @@ def explain(exc):
         return (f"no credentials for the object store ({text}); set them as its library looks for them "
                 "(environment, profile, instance role)")
     if isinstance(exc, FileNotFoundError):
-        return f"no such bucket or prefix ({text})"
+        # gcsfs says only the path of its request (b/BUCKET/o), which means nothing to people; S3 says why
+        return "no such bucket or prefix" + (f" ({text})" if " " in text else "")
     if isinstance(exc, PermissionError):
         return f"access denied ({text})"
     if _UNREACHABLE.intersection(kind.__name__ for kind in type(exc).__mro__):
