@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from e2e import Run, finish, wait_until, write_config
+from gspx_cli.read import remote
 from test_archives import config, gw_job, replay, rudder, saved_inputs, segment, start_send, track  # noqa: F401
 from test_buckets import _free_port, numbers
 
@@ -51,23 +52,31 @@ def gcs_emulator():
 def gcs_bucket(gcs_emulator, monkeypatch, tmp_path):
     """A new bucket in the emulator (its name); gspx's subprocesses reach it through STORAGE_EMULATOR_HOST."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
-    # never a developer's own Google credentials (gcloud's application-default ones) nor a metadata server
+    # never a developer's own Google credentials (gcloud's application-default ones), and no wait for a
+    # metadata server: google-auth looks for one at each of gcsfs's lookups of the bucket's type
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
     monkeypatch.setenv("NO_GCE_CHECK", "true")
+    for name in ("GCE_METADATA_HOST", "GCE_METADATA_IP"):
+        monkeypatch.setenv(name, "127.0.0.1:9")  # a closed port: refused at once
     name = f"b-{uuid.uuid4().hex[:12]}"
     requests.post(f"{gcs_emulator}/storage/v1/b", params={"project": "test"}, json={"name": name},
                   timeout=5).raise_for_status()
     yield name
 
 
+def put(emulator, bucket, key, data):
+    """Upload data as the object bucket/key (a new generation if it exists); the object's metadata."""
+    reply = requests.post(f"{emulator}/upload/storage/v1/b/{bucket}/o", params={"uploadType": "media", "name": key},
+                          data=data, timeout=5)
+    reply.raise_for_status()
+    return reply.json()
+
+
 def put_gz(emulator, bucket, key, lines):
     """Upload a gzip object of JSON lines at bucket/key, as an exporter does; the object's metadata."""
     body = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
-    reply = requests.post(f"{emulator}/upload/storage/v1/b/{bucket}/o", params={"uploadType": "media", "name": key},
-                          data=gzip.compress(body.encode("utf-8")), timeout=5)
-    reply.raise_for_status()
-    return reply.json()
+    return put(emulator, bucket, key, gzip.compress(body.encode("utf-8")))
 
 
 def send(tmp_path, *args, tag="run", timeout=30):
@@ -106,6 +115,18 @@ def test_a_dry_run_of_a_gs_prefix_reads_every_shape_in_date_order_across_a_year_
         f"{at}/2024-01-02/1704153600.src.u4.json.gz:1",
     ]
     assert "Traceback" not in err
+
+
+def test_a_folder_made_in_the_console_is_walked_as_a_folder_and_not_as_one_inside_itself(gcs_emulator, gcs_bucket,
+                                                                                         monkeypatch):
+    # "Create folder" (console, gsutil, FUSE) leaves a zero-byte object named "folder/": gcsfs lists it in
+    # its own folder, under the folder's name
+    for key in ("logs/2024-01-01/", "logs/2024-01-02/", "logs/2024-01-03/"):
+        put(gcs_emulator, gcs_bucket, key, b"")
+    put_gz(gcs_emulator, gcs_bucket, "logs/2024-01-02/1704153600.json.gz", [track(1)])
+    monkeypatch.setattr(remote, "_filesystems", {})  # one made now, with STORAGE_EMULATOR_HOST set
+    walked = [(url, problem) for url, problem, _ in remote.walk(f"gs://{gcs_bucket}/logs")]
+    assert walked == [(f"gs://{gcs_bucket}/logs/2024-01-02/1704153600.json.gz", None)]
 
 
 # ---- resume per object ----------------------------------------------------------------------------------

@@ -126,7 +126,10 @@ def walk(url):
         except Exception as exc:  # noqa: BLE001 - an OSError to the walk: "cannot open" at that folder
             raise OSError(explain(exc)) from None
         found = []
+        itself = _bare(folder).rstrip("/")
         for entry in entries:
+            if entry["name"].rstrip("/") == itself:
+                continue  # the folder's own "folder/" object (GCS console's Create folder): gcsfs lists it inside
             name = posixpath.basename(entry["name"].rstrip("/"))
             is_dir = entry.get("type") == "directory"
             if name and (is_dir or archives.is_archive_name(name)):
