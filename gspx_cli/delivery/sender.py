@@ -72,11 +72,13 @@ class RetryPolicy:
 
     def decide(self, retries_done, status=None, *, standing=OPEN, attempts=None, free_done=0):
         """status None means a timeout or connection error. standing (gate.py): CLOSED, the gate holds
-        or waits, so the failure is PX's and the gate paces the request; SUSPECT, PX fails many requests,
-        so it is likely PX's: retried with backoff at no cost, up to FREE_RETRIES_PER_RETRY x max_retries
-        free retries (`free_done` so far); OPEN, PX answers others, so it is this request's and spends a
-        retry. `attempts` (default retries_done + 1) sets the backoff, which keeps growing through free
-        retries."""
+        or waits, so the failure is PX's and the gate paces the request; SUSPECT, other requests fail
+        too, lately, so it is likely PX's: retried with backoff at no cost, up to FREE_RETRIES_PER_RETRY x
+        max_retries free retries (`free_done` so far); OPEN, PX answers others (or nobody else is left),
+        so it is this request's and spends a retry. A free retry's backoff follows `attempts` (default
+        retries_done + 1), so it keeps growing through the weather; a spent one follows retries_done, the
+        request's own schedule: one PX always refuses then ends within its own retries' backoff (about
+        15 s with the defaults), not 30 s apart after its free ones (CLI.md)."""
         if status in AUTH_STATUSES:
             return Decision("stop")
         if status is not None and status not in RETRYABLE_STATUSES:
@@ -86,7 +88,7 @@ class RetryPolicy:
         free = standing == SUSPECT and free_done < FREE_RETRIES_PER_RETRY * self.max_retries
         if not free and retries_done >= self.max_retries:
             return Decision("fail")
-        step = (retries_done + 1 if attempts is None else attempts) - 1
+        step = retries_done if not free or attempts is None else attempts - 1
         backoff = min(self._cap, self._base * 2 ** min(step, 32))
         delay = backoff / 2 + self._rand() * backoff / 2  # "equal jitter": spread, yet never near zero
         return Decision("retry", delay, spent=not free)
