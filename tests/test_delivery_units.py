@@ -59,6 +59,15 @@ def test_a_failure_while_px_is_suspect_is_retried_with_growing_backoff_at_no_cos
     assert policy.decide(1, 503, standing=OPEN, attempts=2) == Decision("retry", 0.5)
 
 
+def test_a_retry_spent_after_free_ones_waits_on_the_requests_own_backoff():
+    policy = RetryPolicy(5, rand=lambda: 0.0, base=0.5, cap=30.0)
+    # five free tries in weather took the backoff to 16 s (8-16 s with jitter); alone now, its first own
+    # retry waits 0.25-0.5 s, so an event PX always refuses ends within its own retries' backoff (issue 23)
+    assert policy.decide(0, 502, standing=SUSPECT, attempts=6) == Decision("retry", 8.0, spent=False)
+    assert policy.decide(0, 502, standing=OPEN, attempts=6) == Decision("retry", 0.25)
+    assert [policy.decide(n, 502, standing=OPEN, attempts=8 + n).delay for n in range(5)] == [0.25, 0.5, 1, 2, 4]
+
+
 NOW = 1_700_000_000.0  # an injected "now" (epoch seconds) for Retry-After dates
 
 
