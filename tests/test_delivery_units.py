@@ -156,6 +156,24 @@ def test_sender_gives_up_after_max_retries_with_px_message(fake_px):
     assert info.value.status == 503 and "gave up after 2 retries" in info.value.message
 
 
+def test_a_request_giving_up_on_a_lost_connection_names_pxs_last_answer(fake_px):
+    px, _ = fake_px
+    px.fail_always("Doomed", 502)
+    real_handle = px.handle
+
+    def handle(method, path, headers, body, hang_up=False):  # its last try meets a closed connection
+        return real_handle(method, path, headers, body, hang_up=hang_up or len(px.requests) == 2)
+
+    px.handle = handle
+    sender, _ = _sender(fake_px, max_retries=2)
+    with pytest.raises(PxError) as info:
+        sender.call("POST", "/events/custom", {"identifyId": "u", "eventName": "Doomed"})
+    assert [r.status for r in px.requests] == [502, 502, 0]
+    assert info.value.status == 502
+    assert info.value.message.startswith("POST /events/custom: HTTP 502: Bad Gateway")
+    assert "last try: connection failed or was dropped" in info.value.message and "<" not in info.value.message
+
+
 def test_sender_raises_auth_rejected_on_401_with_base_url(fake_px):
     px, base_url = fake_px
     px.api_key = "the-right-key"

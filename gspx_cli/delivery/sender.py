@@ -203,6 +203,7 @@ class Sender:
         request = next(self._ids)
         retries = attempts = free = 0
         unconfirmed = False  # the previous attempt may have been applied although no answer came
+        refusal = None  # PX's last retryable answer (status, message): the reason, if its retries run out
         while True:
             if halt.is_set():  # the run is stopping: nothing new starts (CLI.md "Interruptions")
                 raise Interrupted()
@@ -246,6 +247,8 @@ class Sender:
                     return resp
             else:
                 wait = retry_after_seconds(resp.retry_after, self._wall()) if resp is not None else None
+                if resp is not None:
+                    refusal = (status, resp.message)
                 standing = gate.report(ticket, request, FAILED if resp is not None else LOST,
                                        reason=f"HTTP {status}" if resp is not None else error, retry_after=wait)
             decision = self._policy.decide(retries, status, standing=standing, attempts=attempts, free_done=free)
@@ -255,6 +258,9 @@ class Sender:
                 if resp is not None and status not in RETRYABLE_STATUSES:
                     return resp
                 detail = f"HTTP {status}: {resp.message}" if resp is not None else error
+                if resp is None and refusal is not None:  # PX's answer says more than the last try's lost connection
+                    status = refusal[0]
+                    detail = f"HTTP {status}: {refusal[1]}; last try: {error}"
                 weather = f" and {free} more while PX was failing others too" if free else ""
                 raise PxError(status, f"{method} {path}: {detail} (gave up after {retries} retries{weather})")
             if halt.is_set():  # stopping: no wait is sat out, at the gate or here
