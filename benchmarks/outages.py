@@ -4,6 +4,7 @@
     python benchmarks/outages.py quota       # 429 + Retry-After: 120 for 100 s (takes ~2.5 min)
     python benchmarks/outages.py down        # PX down for good, --max-outage 10, then a --checkpoint rerun
     python benchmarks/outages.py slow        # answers slower than delivery.timeout for 5 s
+    python benchmarks/outages.py doomed      # one event always 502, connections closed every 10 requests
 
 Each runs `python -m gspx_cli send` as a user would, against the stand-in on 127.0.0.1, and prints
 what the issue asks to check.
@@ -136,7 +137,25 @@ def slow(tmp):
           f"possible_duplicates reported: {data['possible_duplicates']}")
 
 
+def doomed(tmp):
+    """Issue 23: 300 events and one PX always answers with a 502 page, connections closed every 10
+    requests, abruptly then silently; defaults (max_retries 5). It was 21 tries / ~6 min when abrupt."""
+    events = [{"type": "track", "userId": f"u{i % 60}", "event": "E", "properties": {"n": i}} for i in range(300)]
+    events.insert(150, {"type": "track", "userId": "u-doomed", "event": "Doomed", "properties": {"n": -1}})
+    path = tmp / "events.ndjson"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    for mode in ("abrupt", "silent"):
+        px = FakePX(close_after=10, close_mode=mode)
+        px.fail_always("Doomed", 502)
+        print(f"closes {mode}:", end=" ")
+        with SandboxServer(px) as server:
+            send(tmp, server.base_url, path)
+        tries = [r.t for r in px.requests if isinstance(r.body, dict) and r.body.get("eventName") == "Doomed"]
+        print(f"  doomed event: {len(tries)} tries over {tries[-1] - tries[0]:.1f}s; "
+              f"{sum(1 for r in px.requests if r.status == 0)} requests dropped by the closes")
+
+
 if __name__ == "__main__":
     scenario = sys.argv[1] if len(sys.argv) > 1 else "window"
     with tempfile.TemporaryDirectory() as d:
-        {"window": window, "quota": quota, "down": down, "slow": slow}[scenario](Path(d))
+        {"window": window, "quota": quota, "down": down, "slow": slow, "doomed": doomed}[scenario](Path(d))

@@ -12,6 +12,7 @@ import json
 import random
 import re
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -113,15 +114,22 @@ def _json_reply(status, obj, headers=None):
 class FakePX:
     """In-memory Gainsight PX: users, accounts, custom events, a request log and fault knobs.
 
-    Order in handle(): an outage window, drop_first, fail_first, fail_next, drop_rate, fail_rate (all
-    before auth and state, like a proxy in front of PX), then forbid, then the API key, then the endpoint.
-    drop_first / fail_first count attempts of each distinct request (method, path, body): a PX that fails
-    every request at first. drop_rate / fail_rate are random shares of all attempts (seeded: `seed`).
+    Order in handle(): an outage window, fail_always, drop_first, fail_first, fail_next, drop_rate,
+    fail_rate (all before auth and state, like a proxy in front of PX), then forbid, then the API key, then
+    the endpoint. drop_first / fail_first count attempts of each distinct request (method, path, body): a
+    PX that fails every request at first. drop_rate / fail_rate are random shares of all attempts (seeded:
+    `seed`). fail_always() refuses every request whose body holds a text: one event PX never takes.
     A 502 is answered with a proxy's HTML page, as nginx in front of PX does.
+
+    close_after / close_mode act on connections, over HTTP only (SandboxServer): "abrupt" reads the
+    request after the close_after-th on a connection, then resets the connection with no answer (recorded
+    with status 0, not applied); "silent" closes a connection after its close_after-th answer without
+    saying so, as a keep-alive timeout does.
     """
 
     def __init__(self, api_key=None, latency=0.0, fail_first=0, fail_status=503, retry_after=None,
-                 drop_first=0, fail_rate=0.0, seed=None, forbid=False, drop_rate=0.0, duplicate_status=400):
+                 drop_first=0, fail_rate=0.0, seed=None, forbid=False, drop_rate=0.0, duplicate_status=400,
+                 close_after=None, close_mode="abrupt"):
         self.lock = threading.RLock()
         self.api_key = api_key
         self.latency = latency
@@ -135,6 +143,9 @@ class FakePX:
         # PX's published reference (v0.1.6) answers a create of an existing id 400 "Bad request,
         # possible duplicate"; older stand-ins answered 409
         self.duplicate_status = duplicate_status
+        self.close_after = close_after
+        self.close_mode = close_mode
+        self._fail_always = []  # (text in the body, status)
         self.users = {}
         self.accounts = {}
         self.events = []
@@ -153,6 +164,12 @@ class FakePX:
         with self.lock:
             self._fail_next = n
             self._fail_next_status = status
+
+    def fail_always(self, body_contains, status=502):
+        """Answer every request whose body holds `body_contains` with `status`, every time (502: the
+        proxy's HTML page): one event PX never takes, whatever else it does."""
+        with self.lock:
+            self._fail_always.append((body_contains.encode("utf-8"), status))
 
     def outage(self, seconds=None, status=503, retry_after=None, after=0.0):
         """From `after` seconds from now, answer every request with `status` (and Retry-After, if given)
@@ -188,12 +205,15 @@ class FakePX:
             self._fail_next = 0
             self._fail_next_status = None
             self._outage = None
+            self._fail_always = []
+            self.close_after = None
             self._attempts.clear()
 
     # -- the state machine -----------------------------------------------------------------------
 
-    def handle(self, method, path, headers, body_bytes):
-        """Answer one request: a Reply, or DROP to close the connection without answering."""
+    def handle(self, method, path, headers, body_bytes, hang_up=False):
+        """Answer one request: a Reply, or DROP to close the connection without answering. hang_up: the
+        server closes this connection whatever the request (close_mode "abrupt"): only recorded."""
         method = method.upper()
         hdrs = {str(k).lower(): str(v) for k, v in dict(headers or {}).items()}
         if isinstance(body_bytes, str):
@@ -211,9 +231,14 @@ class FakePX:
             key = (method, path, body_bytes)
             self._attempts[key] += 1
             attempt = self._attempts[key]
-            if self.in_outage(t):
+            refused = next((status for text, status in self._fail_always if text in body_bytes), None)
+            if hang_up:
+                reply = DROP
+            elif self.in_outage(t):
                 _, _, status, retry_after = self._outage
                 reply = self._failure(status, retry_after)
+            elif refused is not None:
+                reply = self._failure(refused)
             else:
                 reply = self._decide(method, kind, obj_id, hdrs, parsed, bad_json, attempt)
             status = 0 if reply is DROP else reply.status
@@ -344,10 +369,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        reply = self.server.px.handle(self.command, self.path, dict(self.headers.items()), body)
+        px = self.server.px
+        self.served += 1
+        close_after, mode = px.close_after, px.close_mode
+        hang_up = bool(close_after) and mode == "abrupt" and self.served > close_after
+        reply = px.handle(self.command, self.path, dict(self.headers.items()), body, hang_up=hang_up)
         if reply is DROP:
+            if hang_up:  # a reset (RST), as a proxy dropping the connection mid-request sends
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             return
+        if close_after and mode == "silent" and self.served >= close_after:
+            self.close_connection = True  # after this answer, with no "Connection: close" said
         self.send_response(reply.status)
         for name, value in reply.headers.items():
             self.send_header(name, value)
@@ -363,6 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.served = 0  # requests read on this connection (close_after)
         self.server.track(self.connection, True)
 
     def finish(self):

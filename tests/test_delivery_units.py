@@ -59,6 +59,15 @@ def test_a_failure_while_px_is_suspect_is_retried_with_growing_backoff_at_no_cos
     assert policy.decide(1, 503, standing=OPEN, attempts=2) == Decision("retry", 0.5)
 
 
+def test_a_retry_spent_after_free_ones_waits_on_the_requests_own_backoff():
+    policy = RetryPolicy(5, rand=lambda: 0.0, base=0.5, cap=30.0)
+    # five free tries in weather took the backoff to 16 s (8-16 s with jitter); alone now, its first own
+    # retry waits 0.25-0.5 s, so an event PX always refuses ends within its own retries' backoff (issue 23)
+    assert policy.decide(0, 502, standing=SUSPECT, attempts=6) == Decision("retry", 8.0, spent=False)
+    assert policy.decide(0, 502, standing=OPEN, attempts=6) == Decision("retry", 0.25)
+    assert [policy.decide(n, 502, standing=OPEN, attempts=8 + n).delay for n in range(5)] == [0.25, 0.5, 1, 2, 4]
+
+
 NOW = 1_700_000_000.0  # an injected "now" (epoch seconds) for Retry-After dates
 
 
@@ -145,6 +154,24 @@ def test_sender_gives_up_after_max_retries_with_px_message(fake_px):
     with pytest.raises(PxError) as info:
         sender.call("GET", "/users/u1")
     assert info.value.status == 503 and "gave up after 2 retries" in info.value.message
+
+
+def test_a_request_giving_up_on_a_lost_connection_names_pxs_last_answer(fake_px):
+    px, _ = fake_px
+    px.fail_always("Doomed", 502)
+    real_handle = px.handle
+
+    def handle(method, path, headers, body, hang_up=False):  # its last try meets a closed connection
+        return real_handle(method, path, headers, body, hang_up=hang_up or len(px.requests) == 2)
+
+    px.handle = handle
+    sender, _ = _sender(fake_px, max_retries=2)
+    with pytest.raises(PxError) as info:
+        sender.call("POST", "/events/custom", {"identifyId": "u", "eventName": "Doomed"})
+    assert [r.status for r in px.requests] == [502, 502, 0]
+    assert info.value.status == 502
+    assert info.value.message.startswith("POST /events/custom: HTTP 502: Bad Gateway")
+    assert "last try: connection failed or was dropped" in info.value.message and "<" not in info.value.message
 
 
 def test_sender_raises_auth_rejected_on_401_with_base_url(fake_px):

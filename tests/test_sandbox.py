@@ -260,3 +260,34 @@ def test_serve_with_an_outage_says_so_and_answers_503_meanwhile():
     stop.set()
     th.join(5)
     assert "outage: every request answered 503 from 0 s after start, for 30 s" in out.getvalue()
+
+
+@pytest.mark.parametrize("mode, recorded", [("abrupt", [204, 204, 0]), ("silent", [204, 204])])
+def test_close_after_ends_each_connection_after_its_nth_request_abruptly_or_silently(px_server, mode, recorded):
+    import http.client
+
+    px = px_server.px
+    px.users["u1"] = {"identifyId": "u1"}
+    px.close_after, px.close_mode = 2, mode
+    conn = http.client.HTTPConnection("127.0.0.1", px_server.port, timeout=T)
+    try:
+        for _ in range(2):
+            conn.request("PUT", "/v1/users/u1", body=b'{"a": 1}', headers={**KEY, "Content-Type": "application/json"})
+            assert conn.getresponse().read() == b""
+        time.sleep(0.1)  # a silent close lands before the next request is written, as a keep-alive timeout's does
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            conn.request("PUT", "/v1/users/u1", body=b'{"a": 2}', headers={**KEY, "Content-Type": "application/json"})
+            conn.getresponse()
+    finally:
+        conn.close()
+    assert [r.status for r in px.requests] == recorded  # abrupt: read, then dropped unanswered and unapplied
+    assert px.users["u1"]["a"] == 1
+
+
+def test_fail_always_refuses_only_requests_whose_body_holds_the_text(px_server, http):
+    px_server.px.fail_always("Doomed", 502)
+    url = f"{px_server.base_url}/events/custom"
+    for _ in range(3):
+        r = http.post(url, json={"identifyId": "u", "eventName": "Doomed"}, timeout=T)
+        assert r.status_code == 502 and r.headers["Content-Type"] == "text/html"
+    assert http.post(url, json={"identifyId": "u", "eventName": "Fine"}, timeout=T).status_code == 201

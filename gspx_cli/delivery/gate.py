@@ -30,6 +30,11 @@ HOLD_QUIET = 5.0
 FLAKY_WINDOW = 100
 FLAKY_SHARE = 0.1
 FLAKY_MIN_REQUESTS = 3
+# Weather is only what *other* requests met lately (CLI.md): failures older than this, or from before
+# the request's own previous failure, are stale. Without it, a request PX always refuses kept drawing
+# free retries from the run's last failures long after every other request was done (issue 23: 21
+# tries over ~6 minutes for one event).
+RECENT_FAILURES = 30.0
 PROBE_FIRST = 1.0  # CLI.md: probes about 1 s apart at first,
 PROBE_CAP = 30.0  # doubling, at most 30 s apart
 # The same request is the probe this many times in a row, so its attempts add up: a PX that fails only
@@ -44,7 +49,7 @@ LOST = "lost"  # no answer: a timeout or a connection error
 
 # how a failed attempt stands, for the retry rule (sender.RetryPolicy)
 OPEN = "open"  # PX answers others: the failure is this request's, it spends a retry
-SUSPECT = "suspect"  # PX fails many requests (flaky), or several and answers none: retried with backoff, free
+SUSPECT = "suspect"  # other requests fail too, lately (flaky, or no answer at all): retried with backoff, free
 CLOSED = "closed"  # holding or waiting out a Retry-After: the gate paces the request, for free
 
 
@@ -78,8 +83,10 @@ class GateState:
     """The gate's bookkeeping and its whole rule; not thread-safe (Gate locks it), reads no clock."""
 
     def __init__(self, max_outage, *, hold_after=HOLD_AFTER_FAILURES, min_requests=HOLD_MIN_REQUESTS,
-                 quiet=HOLD_QUIET, probe_first=PROBE_FIRST, probe_cap=PROBE_CAP, probe_turns=PROBE_TURNS):
+                 quiet=HOLD_QUIET, probe_first=PROBE_FIRST, probe_cap=PROBE_CAP, probe_turns=PROBE_TURNS,
+                 recent=RECENT_FAILURES):
         self.max_outage = max_outage
+        self._recent = recent
         self._hold_after = hold_after
         self._min_requests = min_requests
         self._quiet = quiet
@@ -105,7 +112,7 @@ class GateState:
         self.ended = 0  # the number of the last episode that ended
         self.held_seconds = 0.0
         self.attempts = 0  # attempts reported; answers are counted without the lock (Gate.report)
-        self._recent_failures = deque()  # (attempt number, request) of the failures among the last FLAKY_WINDOW
+        self._recent_failures = deque()  # (attempt number, time, request) of the recent failures, oldest first
         self.news = []  # GateNews not yet told (Gate tells them outside its lock)
 
     @property
@@ -119,15 +126,24 @@ class GateState:
         return self.streak >= self._hold_after and (
             len(self._streak_requests) >= self._min_requests or self._streak_all_lost)
 
-    @property
-    def flaky(self):
-        """A share of the recent attempts of several requests failed: PX's weather, not one request's fault."""
+    def weather(self, now, request):
+        """True when `request`'s failure, just reported, is likely PX's weather rather than its own fault:
+        *other* requests failed too since its previous failure, within the last `recent` seconds, and
+        either PX answers none (suspect) or they are a flaky share of the recent attempts."""
         recent = self._recent_failures
-        while recent and recent[0][0] <= self.attempts - FLAKY_WINDOW:
+        while recent and (recent[0][0] <= self.attempts - FLAKY_WINDOW or recent[0][1] < now - self._recent):
             recent.popleft()
-        if len(recent) < max(FLAKY_MIN_REQUESTS, FLAKY_SHARE * min(self.attempts, FLAKY_WINDOW)):
+        # Failures are kept in the order they came: when the one before this request's latest is its own,
+        # nobody else failed since its previous attempt, so the others' failures it would lean on are stale.
+        if len(recent) < 2 or recent[-2][2] == request:
             return False
-        return len({request for _, request in recent}) >= FLAKY_MIN_REQUESTS
+        if self.suspect:
+            return True
+        others = [other for _, _, other in recent if other != request]
+        span = min(FLAKY_WINDOW, self.attempts - recent[0][0] + 1)  # attempts since the oldest recent failure
+        if len(others) < max(FLAKY_MIN_REQUESTS, FLAKY_SHARE * span):
+            return False
+        return len(set(others)) >= FLAKY_MIN_REQUESTS
 
     def admit(self, now, request=None):
         """("go" | "probe" | "outage", 0) or ("wait", seconds): may an attempt of `request` start now?"""
@@ -170,8 +186,9 @@ class GateState:
         HOLD_AFTER_FAILURES attempts in a row from at least HOLD_MIN_REQUESTS different requests (a
         streak made only of timeouts and connection errors counts from one request too, since those
         say nothing about the request). Any answer (a 2xx, or a 4xx about the request) means PX is up
-        and ends a hold. A request that fails while others get answers is "bad", and only it spends
-        its retries. A Retry-After closes the gate for everyone until it has passed, answers or not.
+        and ends a hold. A request that fails while others get answers, or alone, is "bad", and only it
+        spends its retries: a failure is SUSPECT (free) only on fresh failures of other requests (weather()).
+        A Retry-After closes the gate for everyone until it has passed, answers or not.
         """
         if probe:
             self.probe_out = False
@@ -189,7 +206,7 @@ class GateState:
                 if self.not_before is None:
                     self._end(now, "end")
             return OPEN
-        self._recent_failures.append((self.attempts, request))
+        self._recent_failures.append((self.attempts, now, request))
         if self.streak == 0:
             self._streak_since = now
         self.streak += 1
@@ -220,7 +237,9 @@ class GateState:
             self.next_probe = now + self._interval
         if self.since is not None:
             return CLOSED
-        return SUSPECT if self.suspect or self.flaky else OPEN
+        if self.suspect and self._streak_all_lost:
+            return SUSPECT  # only lost answers in a row: they say nothing about the request, even from one alone
+        return SUSPECT if self.weather(now, request) else OPEN
 
     def close(self, now):
         """End of the run: a hold still going counts into held_seconds."""

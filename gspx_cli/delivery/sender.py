@@ -72,11 +72,13 @@ class RetryPolicy:
 
     def decide(self, retries_done, status=None, *, standing=OPEN, attempts=None, free_done=0):
         """status None means a timeout or connection error. standing (gate.py): CLOSED, the gate holds
-        or waits, so the failure is PX's and the gate paces the request; SUSPECT, PX fails many requests,
-        so it is likely PX's: retried with backoff at no cost, up to FREE_RETRIES_PER_RETRY x max_retries
-        free retries (`free_done` so far); OPEN, PX answers others, so it is this request's and spends a
-        retry. `attempts` (default retries_done + 1) sets the backoff, which keeps growing through free
-        retries."""
+        or waits, so the failure is PX's and the gate paces the request; SUSPECT, other requests fail
+        too, lately, so it is likely PX's: retried with backoff at no cost, up to FREE_RETRIES_PER_RETRY x
+        max_retries free retries (`free_done` so far); OPEN, PX answers others (or nobody else is left),
+        so it is this request's and spends a retry. A free retry's backoff follows `attempts` (default
+        retries_done + 1), so it keeps growing through the weather; a spent one follows retries_done, the
+        request's own schedule: one PX always refuses then ends within its own retries' backoff (about
+        15 s with the defaults), not 30 s apart after its free ones (CLI.md)."""
         if status in AUTH_STATUSES:
             return Decision("stop")
         if status is not None and status not in RETRYABLE_STATUSES:
@@ -86,7 +88,7 @@ class RetryPolicy:
         free = standing == SUSPECT and free_done < FREE_RETRIES_PER_RETRY * self.max_retries
         if not free and retries_done >= self.max_retries:
             return Decision("fail")
-        step = (retries_done + 1 if attempts is None else attempts) - 1
+        step = retries_done if not free or attempts is None else attempts - 1
         backoff = min(self._cap, self._base * 2 ** min(step, 32))
         delay = backoff / 2 + self._rand() * backoff / 2  # "equal jitter": spread, yet never near zero
         return Decision("retry", delay, spent=not free)
@@ -201,6 +203,7 @@ class Sender:
         request = next(self._ids)
         retries = attempts = free = 0
         unconfirmed = False  # the previous attempt may have been applied although no answer came
+        refusal = None  # PX's last retryable answer (status, message): the reason, if its retries run out
         while True:
             if halt.is_set():  # the run is stopping: nothing new starts (CLI.md "Interruptions")
                 raise Interrupted()
@@ -244,6 +247,8 @@ class Sender:
                     return resp
             else:
                 wait = retry_after_seconds(resp.retry_after, self._wall()) if resp is not None else None
+                if resp is not None:
+                    refusal = (status, resp.message)
                 standing = gate.report(ticket, request, FAILED if resp is not None else LOST,
                                        reason=f"HTTP {status}" if resp is not None else error, retry_after=wait)
             decision = self._policy.decide(retries, status, standing=standing, attempts=attempts, free_done=free)
@@ -253,6 +258,9 @@ class Sender:
                 if resp is not None and status not in RETRYABLE_STATUSES:
                     return resp
                 detail = f"HTTP {status}: {resp.message}" if resp is not None else error
+                if resp is None and refusal is not None:  # PX's answer says more than the last try's lost connection
+                    status = refusal[0]
+                    detail = f"HTTP {status}: {refusal[1]}; last try: {error}"
                 weather = f" and {free} more while PX was failing others too" if free else ""
                 raise PxError(status, f"{method} {path}: {detail} (gave up after {retries} retries{weather})")
             if halt.is_set():  # stopping: no wait is sat out, at the gate or here
