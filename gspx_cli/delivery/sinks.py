@@ -30,9 +30,10 @@ class PrintSink:
         self._mode = mode  # delivery.upsert
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
         self.known = new_known()
-        # (kind, id) -> (FILE:LINE of the event whose write made it known, known before it): a write it
-        # makes unchanged is listed all the same, for when that one is not applied (CLI.md "Dry-run output")
-        self._origin = {}
+        # per kind, id -> (FILE, LINE of the event whose write made it known, known before it): a write it
+        # makes unchanged is listed all the same, for when that one is not applied (CLI.md "Dry-run output");
+        # bounded like known
+        self._origin = new_known()
         self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
@@ -46,12 +47,11 @@ class PrintSink:
         self.estimate.add(calls)
         learnt = surely_known(plan, known, self._mode)
         if learnt:
-            where = record.where
+            source, line_no = record.source, record.line_no
             for kind, object_id, last in learnt:
-                got = origin.get((kind, object_id))
-                before = known[kind].get(object_id) is not None if got is None or got[0] != where else got[1]
+                before = known[kind].get(object_id) is not None
                 known[kind].add(object_id, last)
-                origin[(kind, object_id)] = (where, before)
+                origin[kind].add(object_id, (source, line_no, before))
         return DELIVERED
 
     def record(self, record, result):

@@ -151,8 +151,8 @@ def expand(plan, known, unchanged=None, mode=None, origin=None):
     Every path the executor can take is a run of these calls in this order, so the dry run's listing
     holds every request a live run could make for the event (CLI.md "Dry-run output"). Writes that
     would repeat the object's last write are left out and, when `unchanged` is a list, named in it;
-    with `origin` ((kind, id) -> FILE:LINE of the earlier event that made that last write: a dry run),
-    they are listed all the same, for when that write is not applied.
+    with `origin` (a dry run's: which earlier event made that last write, see _before), they are
+    listed all the same, for when that write is not applied.
     """
     calls = []
     account = None
@@ -205,11 +205,12 @@ def expand_step(step, known, calls, mode=None, unchanged=None, origin=None, left
 
 def _before(origin, kind, object_id):
     """(FILE:LINE, what was known before) of the earlier event whose write made the object known (a dry
-    run's origin), or (None, None); "" when it was known before that write too, None when not."""
-    got = origin.get((kind, object_id)) if origin is not None else None
+    run's origin: per kind, id -> (FILE, LINE, known before)), or (None, None); "" when it was known
+    before that write too, None when not."""
+    got = origin[kind].get(object_id) if origin is not None else None
     if got is None:
         return None, None
-    return got[0], "" if got[1] else None
+    return f"{got[0]}:{got[1]}", "" if got[2] else None
 
 
 def _require_user(user_id, calls, mode):
