@@ -93,9 +93,12 @@ def _time_option(ctx, param, value):
 @click.option("--max-retries", type=int, help="Retries of one request (delivery.max_retries).")
 @click.option("--max-outage", type=float, metavar="SECONDS",
               help="Hold events this long while PX is unavailable, then stop with exit 4 (delivery.max_outage).")
-@click.option("--upsert", type=click.Choice(["update-first", "create-first"]),
-              help="The order of a user or account upsert (delivery.upsert): update-first where objects "
-                   "exist (the PX tag runs), create-first to fill an empty subscription.")
+@click.option("--upsert", type=click.Choice(list(config.UPSERT_ORDERS)),
+              help="How a user or account is written (delivery.upsert): update-first where objects exist "
+                   "(the PX tag runs), create-first to fill an empty subscription; for a backfill of old "
+                   "archives, update-only never creates (an event of a user or account not in PX is skipped: "
+                   "deleted people stay deleted) and create-only never overwrites (an object that exists "
+                   "keeps its newer traits; a group attaches only users or accounts this run created).")
 @click.option("--no-dedupe", is_flag=True, help="Send an event even when its messageId was already delivered.")
 @click.option("--daily-budget", type=int, metavar="N",
               help="At most N requests per UTC day, then stop with exit 5 (delivery.daily_budget); shared by "

@@ -13,6 +13,7 @@ import yaml
 
 from gspx_cli.errors import ConfigError
 from gspx_cli.mapping.fields import ACCOUNT_DEFAULT_TRAITS, USER_DEFAULT_TRAITS
+from gspx_cli.mapping.plan import UPSERT_MODES
 
 # MAPPING.md "Gainsight PX REST API"
 DATA_CENTERS = {
@@ -38,7 +39,7 @@ TOP_LEVEL_KEYS = (
     "delivery",
 )
 DELIVERY_KEYS = ("concurrency", "rate_limit", "max_retries", "timeout", "max_outage", "upsert", "daily_budget")
-UPSERT_ORDERS = ("update-first", "create-first")  # MAPPING.md "Upserts"
+UPSERT_ORDERS = UPSERT_MODES  # MAPPING.md "Upserts": two orders, and update-only / create-only for backfills
 MAP_ROW_KEYS = ("from", "to")
 
 # Command-line flag behind each override key, for error messages.
@@ -92,7 +93,8 @@ delivery:
   max_retries: 5       # retries of one request after a retryable failure
   timeout: 10          # seconds per request
   max_outage: 10800    # seconds to hold events while PX is unavailable (3 h), then stop with exit 4
-  upsert: update-first # or create-first, for a subscription that is still empty (MAPPING.md "Upserts")
+  upsert: update-first # or create-first, for a subscription that is still empty; for a backfill,
+  #                    # update-only never creates, create-only never overwrites (MAPPING.md "Upserts")
   # daily_budget: 600000 # requests per UTC day at most, then stop with exit 5 (PX allows ~1,000,000
   #                      # per day per subscription, shared with your live pipeline)
 """
@@ -194,9 +196,15 @@ def describe_settings(settings):
         ("delivery.max_retries", str(d.max_retries)),
         ("delivery.timeout", f"{d.timeout:g} s"),
         ("delivery.max_outage", f"{d.max_outage:g} s"),
-        ("delivery.upsert", d.upsert),
+        ("delivery.upsert", d.upsert + _UPSERT_NOTES.get(d.upsert, "")),
         ("delivery.daily_budget", f"{d.daily_budget:,} requests per UTC day" if d.daily_budget else "none"),
     ]
+
+
+_UPSERT_NOTES = {  # what `gspx check` adds to the two modes that leave writes out
+    "update-only": " (never creates: events of users and accounts not in PX are skipped)",
+    "create-only": " (never overwrites: users and accounts that exist get no write)",
+}
 
 
 def _mask_key(api_key):
@@ -502,7 +510,7 @@ def _check_delivery(name, value, file, key):
     """Type and range of one delivery setting (CLI.md "Ranges")."""
     if name == "upsert":
         if value not in UPSERT_ORDERS:
-            raise ConfigError(f"expected {' or '.join(UPSERT_ORDERS)}, got {_got(value)}", file=file, key=key)
+            raise ConfigError(f"expected {', '.join(UPSERT_ORDERS[:-1])} or {UPSERT_ORDERS[-1]}, got {_got(value)}", file=file, key=key)
         return value
     if name in ("concurrency", "max_retries", "daily_budget"):
         if isinstance(value, bool) or not isinstance(value, int):

@@ -104,7 +104,7 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
     if dry_run:
         from gspx_cli.delivery.sinks import PrintSink
 
-        sink = PrintSink(reporter, settings.base_url)
+        sink = PrintSink(reporter, settings.base_url, settings.delivery.upsert)
     else:
         from gspx_cli.delivery.sinks import HttpSink
 

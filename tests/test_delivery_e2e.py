@@ -196,16 +196,17 @@ def test_two_users_of_one_new_account_at_once_do_not_fail_the_run(setup):
     px, cfg, tmp = setup
     for i in range(8):
         px.users[f"u{i}"] = {"identifyId": f"u{i}"}
-    px.latency = 0.05  # the updates overlap: several workers see the account missing
+    px.latency = 0.05  # the groups are in flight together: several workers would see the account missing
     events = [{"type": "group", "userId": f"u{i}", "groupId": "new-acct", "traits": {"name": "New"}}
               for i in range(8)]
     run = gspx("send", "-c", cfg, "--concurrency", "16", write_events(tmp, events))
     assert run.exit_code == 0, run.stderr
     assert list(px.accounts) == ["new-acct"]
     assert all(px.users[f"u{i}"]["accountId"] == "new-acct" for i in range(8))
-    # the race did happen, and the losers' refused creates (PX: 400 "possible duplicate") fell back to
-    # an update (MAPPING.md "Upserts")
-    assert any(r.status == 400 and r.method == "POST" for r in px.requests)
+    # no race: each account write waited for the one in flight, so one create and no refused one
+    # (MAPPING.md "One object, one write at a time")
+    assert [(r.method, r.status) for r in px.requests if r.path.startswith("/v1/accounts")] == [("PUT", 404),
+                                                                                                ("POST", 201)]
 
 
 def test_rate_limit_counts_every_request_and_holds_in_every_one_second_window(setup):

@@ -32,6 +32,12 @@ class PxResponse:
         return self.status == 400 or self.status == 409
 
     @property
+    def duplicate(self):
+        """A create refused because the object exists (MAPPING.md "Upserts", create-only): 409, or a 400
+        whose message says "duplicate"; another 400 is about the request itself."""
+        return self.status == 409 or (self.status == 400 and "duplicate" in self.message.lower())
+
+    @property
     def missing(self):
         """PX says the object does not exist (MAPPING.md "Upserts": 404, or a 400 saying "not found")."""
         return self.status == 404 or (self.status == 400 and "not found" in self.message.lower())

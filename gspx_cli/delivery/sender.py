@@ -149,6 +149,7 @@ class RequestStats:
     saved_known: int = 0  # lookups and creates not sent: the object was known to exist
     upserts_found: int = 0  # upserts of objects not known beforehand that existed in PX
     upserts_created: int = 0  # ... and that had to be created
+    left_out: Counter = field(default_factory=Counter)  # writes update-only/create-only did not make, by why
     holds: int = 0  # times the gate closed (PX down, or a Retry-After); written by the gate
     held_seconds: float = 0.0
     hold: tuple | None = None  # ("holding" | "waiting", since as epoch seconds) while closed

@@ -11,7 +11,7 @@ from collections import deque
 
 from gspx_cli.state.dedupe import DUPLICATE
 from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, OutageError, OutputError, PxError
-from gspx_cli.delivery.executor import Executor, new_known
+from gspx_cli.delivery.executor import Executor, Skip, new_known
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
 from gspx_cli.mapping.estimate import Estimate
 from gspx_cli.mapping.plan import expand, listing, surely_known
@@ -24,24 +24,34 @@ class PrintSink:
 
     remembers = False  # a dry run settles nothing: the checkpoint's memory is neither read nor written
 
-    def __init__(self, reporter, base_url):
+    def __init__(self, reporter, base_url, mode=None):
         self._reporter = reporter
         self._base_url = base_url
+        self._mode = mode  # delivery.upsert
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
         self.known = new_known()
+        # per kind, id -> (FILE, LINE of the event whose write made it known, known before it): a write it
+        # makes unchanged is listed all the same, for when that one is not applied (CLI.md "Dry-run output");
+        # bounded like known
+        self._origin = new_known()
         self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
-        known = self.known
+        known, origin = self.known, self._origin
         unchanged = []
-        calls = expand(plan, known, unchanged)
+        calls = expand(plan, known, unchanged, self._mode, origin)
         if self.error is None:
             self._write(self._reporter.dry_run, record, plan, listing(calls, self._base_url), unchanged)
         self.estimate.add(calls)
-        for kind, object_id, last in surely_known(plan, known):
-            known[kind].add(object_id, last)
+        learnt = surely_known(plan, known, self._mode)
+        if learnt:
+            source, line_no = record.source, record.line_no
+            for kind, object_id, last in learnt:
+                before = known[kind].get(object_id) is not None
+                known[kind].add(object_id, last)
+                origin[kind].add(object_id, (source, line_no, before))
         return DELIVERED
 
     def record(self, record, result):
@@ -106,7 +116,7 @@ class HttpSink:
                                probe_turns=gate.PROBE_TURNS)
         sender = Sender(self._client, policy, RateLimiter(d.rate_limit), self._halt, req_stats,
                         on_request=reporter.request if reporter.verbose else None, gate=self._gate, budget=budget)
-        self._executor = Executor(sender, stats=req_stats)
+        self._executor = Executor(sender, stats=req_stats, mode=d.upsert, halt=self._halt)
         self.known = self._executor.known  # the coordinator adds what the checkpoint remembers
         self._dedupe = dedupe  # False with --no-dedupe: events with one messageId may run at once
         # messageId -> "inflight" or "delivered", for the events with it that started.
@@ -225,6 +235,8 @@ class HttpSink:
             return INTERRUPTED, None, None, ()
         try:
             facts = self._executor.execute(plan)
+        except Skip as exc:  # update-only: an object it needs is not in PX, and may not be created
+            return SKIPPED, exc.reason, None, exc.facts
         except PxError as exc:
             return FAILED, exc.message, None, ()
         except AuthRejectedError as exc:

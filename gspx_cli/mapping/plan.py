@@ -104,9 +104,10 @@ class Invalid:
 class Call:
     """One request a plan may make, and where each kind of answer leads.
 
-    ok / missing / refused: the index of the next Call (len(calls): the event is done; ok None: the
-    next one), or for missing a message to fail the event with (CREATE_MESSAGE: the message of the
-    create refused just before); None: that answer fails the event with PX's message.
+    ok / missing / refused / duplicate: the index of the next Call (len(calls): the event is done; ok
+    None: the next one), or for missing a message to fail the event with (CREATE_MESSAGE: the message of
+    the create refused just before; SKIP: the event is skipped, NOT_IN_PX); None: that answer fails the
+    event with PX's message.
     """
 
     method: str
@@ -120,45 +121,122 @@ class Call:
     wrote: dict | None = None  # the update body this write leaves in PX (its digest is remembered)
     alt: int | None = None  # where the object being in the other state than expected leads (estimates)
     fresh: bool = False  # a call of an upsert whose object was not known: its answer tells found or created
+    duplicate: int | None = None  # create-only: a create refused because the object exists (found, done)
+    created: tuple | None = None  # create-only attach: made only if this run created one of these (kind, id)
+    unless: int | None = None  # dry run: listed only for when an earlier event's write was not applied;
+    # where a healthy run goes instead (that write applied, this one is unchanged)
 
 
 # One unconditional write (post a custom event) is a plan step that is already its own Call: mapping
 # builds it once and the executor and the dry run read it as is.
 Write = Call
 CREATE_MESSAGE = object()  # Call.missing: fail with the refused create's message (MAPPING.md "Upserts")
+SKIP = object()  # Call.missing: the object is not in PX and update-only may not create it: skip the event
+
+# delivery.upsert (MAPPING.md "Upserts"): two orders, and two modes that never create / never overwrite
+UPDATE_FIRST, CREATE_FIRST, UPDATE_ONLY, CREATE_ONLY = "update-first", "create-first", "update-only", "create-only"
+UPSERT_MODES = (UPDATE_FIRST, CREATE_FIRST, UPDATE_ONLY, CREATE_ONLY)
+NOT_IN_PX = "not in Gainsight PX (--upsert update-only)"  # the skip reason (MAPPING.md), counted as is
+# why a write was left out by a mode: the keys of --report's writes_left_out
+LEFT_MISSING = NOT_IN_PX
+LEFT_EXISTS = "exists (--upsert create-only)"
+LEFT_NOT_CREATED = "attach to objects this run did not create (--upsert create-only)"
+END = 1 << 62  # a Call index past any listing: the event ends there (skipped)
 
 
-def expand(plan, known, unchanged=None):
+def expand(plan, known, unchanged=None, mode=None, origin=None):
     """The Calls of a Plan, given what is known of PX (known[kind].get(id): None when not known to exist,
     else the digest of the last write, "" when unknown), in listing order.
 
     Every path the executor can take is a run of these calls in this order, so the dry run's listing
     holds every request a live run could make for the event (CLI.md "Dry-run output"). Writes that
-    would repeat the object's last write are left out and, when `unchanged` is a list, named in it.
+    would repeat the object's last write are left out and, when `unchanged` is a list, named in it;
+    with `origin` (a dry run's: which earlier event made that last write, see _before), they are
+    listed all the same, for when that write is not applied.
     """
     calls = []
+    account = None
     for step in plan.steps:
-        kind = type(step)
-        if kind is Call:
-            calls.append(step)
-        elif kind is RequireUser:
-            if known["user"].get(step.user_id) is None:
-                calls.append(Call("GET", object_path("user", step.user_id), None,
-                                  "user not known to exist yet; a 404 fails the event", ok=len(calls) + 1,
-                                  missing=f"user '{step.user_id}' not found in Gainsight PX: "
-                                          "an identify for this user must come first",
-                                  known=("user", step.user_id)))
-        elif kind is Update:
-            if _unchanged(known, step.kind, step.id, step.body, unchanged):
-                continue
-            calls.append(Call("PUT", object_path(step.kind, step.id), step.body, ok=len(calls) + 1,
-                              known=(step.kind, step.id), wrote=step.body))
-        else:
-            last = known[step.kind].get(step.id)
-            if last is not None and _unchanged(known, step.kind, step.id, step.update_body, unchanged):
-                continue
-            _expand_upsert(step, last is not None, calls)
+        expand_step(step, known, calls, mode, unchanged, origin, account=account)
+        if type(step) is Upsert and step.kind == "account":
+            account = step.id
     return calls
+
+
+def expand_step(step, known, calls, mode=None, unchanged=None, origin=None, left_out=None, account=None):
+    """Append the Calls of one step to calls (its indexes count from the calls before it); left_out, a
+    list, gets the reasons of the writes the mode leaves out before any request; account: the id of the
+    plan's account, which a create-only attach may need to have been created by this run."""
+    kind = type(step)
+    if kind is Call:
+        calls.append(step)
+        return
+    if kind is RequireUser:
+        if known["user"].get(step.user_id) is None:
+            _require_user(step.user_id, calls, mode)
+        return
+    object_kind, object_id = step.kind, step.id
+    last = known[object_kind].get(object_id)
+    body = step.body if kind is Update else step.update_body
+    at, where = len(calls), None
+    if last and _unchanged(known, object_kind, object_id, body, unchanged):
+        where, last = _before(origin, object_kind, object_id)  # listed for when that write is not applied
+        if where is None:
+            return
+    if last is not None and kind is Upsert and mode == CREATE_ONLY:  # never overwrite what exists
+        if where is None:
+            earlier, before = _before(origin, object_kind, object_id)
+            if earlier is not None:  # a dry run: only for when that event's write is not applied
+                where, last = earlier, before
+        if last is not None:
+            if left_out is not None:
+                left_out.append(LEFT_EXISTS)
+            return
+    if kind is Update:
+        _expand_update(step, calls, mode, account)
+    else:
+        _expand_upsert(step, last is not None, calls, mode)
+    if where is not None:
+        first = calls[at]
+        note = f"the write of {where} to {object_kind} {object_id} was not applied"
+        first.when = note if first.when is None else f"{note}; {first.when}"
+        first.unless = len(calls)
+
+
+def _before(origin, kind, object_id):
+    """(FILE:LINE, what was known before) of the earlier event whose write made the object known (a dry
+    run's origin: per kind, id -> (FILE, LINE, known before)), or (None, None); "" when it was known
+    before that write too, None when not."""
+    got = origin[kind].get(object_id) if origin is not None else None
+    if got is None:
+        return None, None
+    return f"{got[0]}:{got[1]}", "" if got[2] else None
+
+
+def _require_user(user_id, calls, mode):
+    mark, path, at = ("user", user_id), object_path("user", user_id), len(calls)
+    if mode == UPDATE_ONLY:  # MAPPING.md: a group whose user is missing is skipped, not failed
+        calls.append(Call("GET", path, None, f"user not known to exist yet; a 404 skips the event: {NOT_IN_PX}",
+                          ok=at + 1, missing=SKIP, known=mark, alt=END))
+        return
+    calls.append(Call("GET", path, None, "user not known to exist yet; a 404 fails the event", ok=at + 1,
+                      missing=f"user '{user_id}' not found in Gainsight PX: an identify for this user must come first",
+                      known=mark))
+
+
+def _expand_update(step, calls, mode, account):
+    # the attach: a plain update of a user known to exist by then (MAPPING.md "One object, one write")
+    path, mark, at = object_path(step.kind, step.id), (step.kind, step.id), len(calls)
+    if mode == UPDATE_ONLY:
+        calls.append(Call("PUT", path, step.body, f"always; a 404 skips the event: {NOT_IN_PX}", ok=at + 1,
+                          missing=SKIP, known=mark, wrote=step.body, alt=END))
+    elif mode == CREATE_ONLY:
+        created = (mark,) if account is None else (mark, ("account", account))
+        names = f"{step.kind} {step.id}" + ("" if account is None else f" or account {account}")
+        calls.append(Call("PUT", path, step.body, f"skipped unless this run created {names} (--upsert create-only)",
+                          ok=at + 1, known=mark, wrote=step.body, created=created))
+    else:
+        calls.append(Call("PUT", path, step.body, ok=at + 1, known=mark, wrote=step.body))
 
 
 _last_digest = (None, None)  # (body, its digest): the listing and surely_known() ask for the same body in turn
@@ -185,11 +263,25 @@ def _unchanged(known, kind, object_id, body, unchanged):
     return True
 
 
-def _expand_upsert(step, is_known, calls):
+def _expand_upsert(step, is_known, calls, mode=None):
     # MAPPING.md "Upserts": update-first or create-first; an object known to exist gets the PUT first
     kind, at = step.kind, len(calls)
     mark, body, fresh = (kind, step.id), step.update_body, not is_known
     path = object_path(kind, step.id)
+    if mode == UPDATE_ONLY:  # never create: "not found" skips the event
+        calls.append(Call("PUT", path, body, f"always; a 404 skips the event: {NOT_IN_PX}", ok=at + 1,
+                          missing=SKIP, known=mark, wrote=body, alt=END, fresh=fresh))
+        return
+    if mode == CREATE_ONLY:  # never overwrite: only the create (an object known to exist gets nothing)
+        if step.create_body is None:  # cannot create: it must exist already, else the event fails
+            calls.append(Call("GET", path, None, f"the {kind} cannot be created by this event: a 404 fails it "
+                                                 "(--upsert create-only)", ok=at + 1, missing=step.create_error,
+                              known=mark))
+            return
+        calls.append(Call("POST", create_path(kind), step.create_body,
+                          f"always; refused as a duplicate when the {kind} exists, which then gets no write "
+                          "(--upsert create-only)", ok=at + 1, duplicate=at + 1, known=mark, wrote=body, fresh=True))
+        return
     if step.create_body is None:  # may not create: the update alone, and "not found" fails the event
         calls.append(Call("PUT", path, body, ok=at + 1, missing=step.create_error, known=mark, wrote=body,
                           fresh=fresh))
@@ -197,7 +289,7 @@ def _expand_upsert(step, is_known, calls):
     if is_known:  # known to exist (this run, or the checkpoint): the PUT alone, PX's "not found" fails it
         calls.append(Call("PUT", path, body, ok=at + 1, known=mark, wrote=body))
         return
-    if step.create_first:
+    if step.create_first or mode == CREATE_FIRST:
         done = at + 2
         calls.append(Call("POST", create_path(kind), step.create_body, ok=done, refused=at + 1, known=mark,
                           wrote=body, alt=at + 1, fresh=True))
@@ -232,15 +324,23 @@ def listing(calls, base_url):
 
 
 def paths_cost(calls):
-    """(fewest, most) requests of a listing: every object in the state the upsert order expects, or
-    none (CLI.md "Cost estimate"); each as a list of request kinds ("PUT /users")."""
-    return _walk(calls, False), _walk(calls, True)
+    """(fewest, most) requests of a listing: of the path where every object is in the state the upsert
+    mode expects and the one where none is (CLI.md "Cost estimate"), the shorter and the longer (in
+    update-only, a missing object ends the event early); each as a list of request kinds ("PUT /users")."""
+    expected, other = _walk(calls, False), _walk(calls, True)
+    return (expected, other) if len(expected) <= len(other) else (other, expected)
 
 
 def _walk(calls, other_state):
     out, i = [], 0
     while i < len(calls):
         call = calls[i]
+        if call.unless is not None:  # a healthy run applied the earlier write: this one is unchanged
+            i = call.unless
+            continue
+        if other_state and call.created is not None:  # create-only: nothing created, no attach
+            i += 1
+            continue
         out.append(f"{call.method} {request_kind(call.path)}")
         nxt = call.alt if other_state and call.alt is not None else call.ok
         i = i + 1 if nxt is None else nxt
@@ -253,12 +353,14 @@ def request_kind(path):
     return "/" + parts[1] if parts[1] != "events" else path
 
 
-def surely_known(plan, known):
+def surely_known(plan, known, mode=None):
     """The (kind, id, digest) that a successful run of the plan is sure to leave in PX, for a dry run's
-    `known`: the digest of the last body written, "" for an object only found to exist.
+    `known`: the digest of the last body written, "" for an object only found to exist (or, in
+    create-only, created or found: which one, the dry run cannot tell).
 
     Only what cannot fail against a healthy PX: a group whose user is not known may fail (user not
-    found), so it teaches nothing; an account this event cannot create may not exist.
+    found), so it teaches nothing; an account this event cannot create may not exist; in update-only,
+    an object not known may be missing, and the event skipped.
     """
     learnt = []
     if len(plan.steps) == 1 and type(plan.steps[0]) is Call:  # a custom event teaches nothing
@@ -269,13 +371,17 @@ def surely_known(plan, known):
             if known["user"].get(step.user_id) is None:
                 return learnt
         elif kind is Upsert:
-            if step.create_body is None and known[step.kind].get(step.id) is None:
+            is_known = known[step.kind].get(step.id) is not None
+            if not is_known and (step.create_body is None or mode == UPDATE_ONLY):
                 return learnt
-            learnt.append((step.kind, step.id, body_digest(step.update_body)))
+            if mode != CREATE_ONLY:
+                learnt.append((step.kind, step.id, body_digest(step.update_body)))
+            elif not is_known:
+                learnt.append((step.kind, step.id, ""))
         elif kind is Update:  # the attach: sure only of a user known or made by this very plan
             if known[step.kind].get(step.id) is None and (step.kind, step.id) not in {k[:2] for k in learnt}:
                 return learnt
-            learnt.append((step.kind, step.id, body_digest(step.body)))
+            learnt.append((step.kind, step.id, "" if mode == CREATE_ONLY else body_digest(step.body)))
     return learnt
 
 

@@ -9,6 +9,8 @@ def upsert_advice(reqs, order):
 
     Upserts of objects not known beforehand: update-first costs 1 for each found and 2 for each
     created, create-first the reverse (MAPPING.md "Upserts")."""
+    if order not in ("update-first", "create-first"):  # update-only / create-only are chosen for safety
+        return None
     found, created = reqs.upserts_found, reqs.upserts_created
     saving = created - found if order == "update-first" else found - created
     if saving <= 0:
@@ -26,6 +28,8 @@ def report_keys(result, dry_run):
         "upsert_advice": None if dry_run or delivery is None else upsert_advice(reqs, delivery.upsert),
         "estimate": None,
         "daily_budget": None,
+        # update-only / create-only: the writes they did not make, by why (MAPPING.md "Upserts")
+        "writes_left_out": dict(reqs.left_out.most_common()),
     }
     if result.estimate is not None and delivery is not None:
         keys["estimate"] = result.estimate.figures(delivery.rate_limit, delivery.daily_budget)
@@ -43,6 +47,10 @@ def summary_facts(result, dry_run):
         parts = [f"{n:,} {what}" for n, what in ((reqs.saved_unchanged, "unchanged writes"),
                                                   (reqs.saved_known, "lookups or creates of known objects")) if n]
         facts.append(("saved", f"{saved:,} requests not made: {', '.join(parts)}"))
+    left = sum(reqs.left_out.values())
+    if left and not dry_run:
+        why = ", ".join(f"{n:,} {reason}" for reason, n in reqs.left_out.most_common())
+        facts.append(("left out", f"{left:,} writes not made: {why}"))
     advice = None if dry_run or delivery is None else upsert_advice(reqs, delivery.upsert)
     if advice:
         facts.append(("upsert", f"--upsert {advice['order']} would have saved {advice['would_save']:,} requests "
