@@ -1,16 +1,14 @@
 """Settings from the YAML config, the environment and command-line flags (CLI.md "Config file")."""
 
-import datetime
 import json
-import math
 import os
 import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
+from gspx_cli.config_values import FileChecks, check_api_key, check_base_url, check_bool, check_delivery, got, type_name
 from gspx_cli.errors import ConfigError
 from gspx_cli.mapping.fields import ACCOUNT_DEFAULT_TRAITS, USER_DEFAULT_TRAITS
 from gspx_cli.mapping.plan import UPSERT_MODES
@@ -25,7 +23,6 @@ DATA_CENTERS = {
 DEFAULT_CONFIG_PATH = "./gspx.yaml"  # CLI.md: default `$GSPX_CONFIG`, else `./gspx.yaml`
 API_KEY_ENV = "GSPX_API_KEY"
 CONFIG_ENV = "GSPX_CONFIG"
-MAX_CONCURRENCY = 256  # CLI.md "Ranges"
 
 TOP_LEVEL_KEYS = (
     "api_key",
@@ -40,7 +37,6 @@ TOP_LEVEL_KEYS = (
 )
 DELIVERY_KEYS = ("concurrency", "rate_limit", "max_retries", "timeout", "max_outage", "upsert", "daily_budget")
 UPSERT_ORDERS = UPSERT_MODES  # MAPPING.md "Upserts": two orders, and update-only / create-only for backfills
-MAP_ROW_KEYS = ("from", "to")
 
 # Command-line flag behind each override key, for error messages.
 OVERRIDE_FLAGS = {
@@ -154,7 +150,7 @@ def load_settings(path=None, *, env=None, overrides=None, require_api_key=True):
     # Environment: GSPX_API_KEY wins over the file (CLI.md); an empty variable counts as unset.
     env_key = env.get(API_KEY_ENV)
     if env_key is not None and env_key.strip():
-        api_key = _check_api_key(env_key, file=None, key=API_KEY_ENV)
+        api_key = check_api_key(env_key, file=None, key=API_KEY_ENV)
         settings = replace(settings, api_key=api_key, api_key_from=API_KEY_ENV)
 
     settings = _apply_overrides(settings, overrides or {})
@@ -254,7 +250,7 @@ def _read_yaml(source):
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"expected a mapping of settings at the top level, got {_type_name(data)}", file=source
+            f"expected a mapping of settings at the top level, got {type_name(data)}", file=source
         )
     return data
 
@@ -274,15 +270,8 @@ def _readable_by_others(source):
     return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
 
 
-class _Loader:
-    """Checks one parsed config file; every error names the file and the dotted key."""
-
-    def __init__(self, source):
-        self.source = source
-        self.warnings = []
-
-    def error(self, key, message):
-        return ConfigError(message, file=self.source, key=key)
+class _Loader(FileChecks):
+    """Checks one parsed config file into Settings; every error names the file and the dotted key."""
 
     def settings_from(self, data):
         self.check_keys(data, TOP_LEVEL_KEYS, prefix="")
@@ -296,7 +285,7 @@ class _Loader:
 
         api_key = data.get("api_key")
         if api_key is not None:
-            api_key = _check_api_key(api_key, file=self.source, key="api_key")
+            api_key = check_api_key(api_key, file=self.source, key="api_key")
 
         data_center = data.get("data_center")
         if data_center is None:
@@ -308,10 +297,10 @@ class _Loader:
         if base_url is None:
             base_url, base_url_from = DATA_CENTERS[data_center], "data_center"
         else:
-            base_url, base_url_from = _check_base_url(base_url, file=self.source), "base_url"
+            base_url, base_url_from = check_base_url(base_url, file=self.source), "base_url"
 
         limit = data.get("limit_api_for_group")
-        limit = False if limit is None else _check_bool(limit, self.source, "limit_api_for_group")
+        limit = False if limit is None else check_bool(limit, self.source, "limit_api_for_group")
 
         return Settings(
             product_tag_key=product_tag_key,
@@ -330,157 +319,23 @@ class _Loader:
             api_key_from="config file" if api_key is not None else None,
         )
 
-    def check_keys(self, mapping, allowed, prefix):
-        for key in mapping:
-            if key in allowed:
-                continue
-            name = str(key)
-            import difflib  # difflib and ipaddress: only when a message or a base_url needs them
-
-            hint = difflib.get_close_matches(name, allowed, n=1)
-            message = f"unknown key; expected one of {', '.join(allowed)}"
-            if hint:
-                message = f"unknown key; did you mean `{prefix}{hint[0]}`?"
-            raise self.error(prefix + name, message)
-
-    def non_empty_string(self, key, value):
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {_type_name(value)}")
-        value = value.strip()
-        if not value:
-            raise self.error(key, "expected a non-empty string")
-        return value
-
     def data_center(self, value):
         allowed = ", ".join(DATA_CENTERS)
         if not isinstance(value, str):
-            raise self.error("data_center", f"expected one of {allowed}, got {_got(value)}")
+            raise self.error("data_center", f"expected one of {allowed}, got {got(value)}")
         upper = value.strip().upper()
         if upper not in DATA_CENTERS:
             raise self.error("data_center", f"expected one of {allowed}, got {value!r}")
         return upper
 
-    def map_items(self, name, value):
-        """(key path, from, to) for a mapping or RudderStack's list of {from, to} rows."""
-        if value is None:
-            return []
-        if isinstance(value, dict):
-            return [(f"{name}.{k}", k, v) for k, v in value.items()]
-        if isinstance(value, list):
-            items = []
-            for i, row in enumerate(value):
-                where = f"{name}[{i}]"
-                if not isinstance(row, dict):
-                    raise self.error(
-                        where, f"expected a {{from: ..., to: ...}} row, got {_type_name(row)}"
-                    )
-                self.check_keys(row, MAP_ROW_KEYS, prefix=f"{where}.")
-                source_key = row.get("from")
-                # CLI.md: rows with an empty `from` are ignored (the dashboard leaves blank rows).
-                if source_key is None or source_key == "":
-                    continue
-                if isinstance(source_key, str) and not source_key.strip():
-                    self.warnings.append(
-                        f"{self.source}: {where}.from: name {source_key!r} is empty once trimmed; "
-                        "this map entry is ignored"
-                    )
-                    continue
-                items.append((f"{where}.from", source_key, row.get("to")))
-            return items
-        raise self.error(
-            name,
-            "expected a mapping or a list of {from: ..., to: ...} rows, "
-            f"got {_type_name(value)}",
-        )
-
-    def map_key(self, where, key):
-        if not isinstance(key, str) or not key.strip():
-            raise self.error(
-                where, f"expected a non-empty string as the name, got {_type_name(key)} (quote it)"
-            )
-        return key.strip()
-
-    def attribute_map(self, name, data, default_traits):
-        result = {}
-        for where, raw_key, raw_value in self.map_items(name, data.get(name)):
-            if isinstance(raw_key, str) and not raw_key.strip():
-                # a mapping key that trims to nothing: ignored like a dashboard row with an empty `from`
-                self.warnings.append(
-                    f"{self.source}: {where}: trait name {raw_key!r} is empty once trimmed; "
-                    "this map entry is ignored"
-                )
-                continue
-            key = self.map_key(where, raw_key)
-            value_where = where[: -len(".from")] + ".to" if where.endswith(".from") else where
-            if not isinstance(raw_value, str) or not raw_value.strip():
-                raise self.error(
-                    value_where,
-                    "expected a non-empty string (the PX custom attribute name), "
-                    f"got {_type_name(raw_value)}",
-                )
-            value = raw_value.strip()
-            # MAPPING.md "identify": keys and values are trimmed, with a warning naming the entry
-            if key != raw_key:
-                self.warnings.append(
-                    f"{self.source}: {where}: trait name {raw_key!r} trimmed to {key!r}"
-                )
-            if value != raw_value:
-                self.warnings.append(
-                    f"{self.source}: {value_where}: PX attribute name {raw_value!r} trimmed to {value!r}"
-                )
-            if key in default_traits:
-                # MAPPING.md: default attributes are never sent twice.
-                self.warnings.append(
-                    f"{self.source}: {where}: `{key}` is a default attribute, sent as such; "
-                    "this map entry is ignored"
-                )
-                continue
-            if key in result:
-                self.warnings.append(
-                    f"{self.source}: {where}: `{key}` is mapped twice; the last wins"
-                )
-            result[key] = value
-        return result
-
-    def global_context(self, data):
-        result = {}
-        for where, key, value in self.map_items("global_context", data.get("global_context")):
-            key = self.map_key(where, key)
-            value_where = where[: -len(".from")] + ".to" if where.endswith(".from") else where
-            result[key] = self.json_value(value_where, value)
-        return result
-
-    def json_value(self, where, value):
-        """A value that strict JSON can carry; YAML dates become ISO 8601 text."""
-        if value is None or isinstance(value, (str, bool, int)):
-            return value
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                raise self.error(where, "expected a finite number (bodies are strict JSON)")
-            return value
-        if isinstance(value, (datetime.date, datetime.datetime)):
-            return value.isoformat()
-        if isinstance(value, list):
-            return [self.json_value(f"{where}[{i}]", v) for i, v in enumerate(value)]
-        if isinstance(value, dict):
-            return {
-                self.map_key(f"{where}.{k}", k): self.json_value(f"{where}.{k}", v)
-                for k, v in value.items()
-            }
-        raise self.error(
-            where,
-            "expected a JSON value (text, number, boolean, list or mapping), "
-            f"got {_type_name(value)}",
-        )
-
     def delivery(self, value):
         if value is None:
             return DeliverySettings()
         if not isinstance(value, dict):
-            raise self.error("delivery", f"expected a mapping, got {_type_name(value)}")
+            raise self.error("delivery", f"expected a mapping, got {type_name(value)}")
         self.check_keys(value, DELIVERY_KEYS, prefix="delivery.")
         checked = {
-            name: _check_delivery(name, value[name], self.source, f"delivery.{name}")
+            name: check_delivery(name, value[name], self.source, f"delivery.{name}")
             for name in DELIVERY_KEYS
             if value.get(name) is not None
         }
@@ -495,132 +350,12 @@ def _apply_overrides(settings, overrides):
     given = {k: v for k, v in overrides.items() if v is not None}
     if "limit_api_for_group" in given:
         flag = OVERRIDE_FLAGS["limit_api_for_group"]
-        limit = _check_bool(given.pop("limit_api_for_group"), None, flag)
+        limit = check_bool(given.pop("limit_api_for_group"), None, flag)
         settings = replace(settings, limit_api_for_group=limit)
     if given:
         delivery = replace(
             settings.delivery,
-            **{k: _check_delivery(k, v, None, OVERRIDE_FLAGS[k]) for k, v in given.items()},
+            **{k: check_delivery(k, v, None, OVERRIDE_FLAGS[k]) for k, v in given.items()},
         )
         settings = replace(settings, delivery=delivery)
     return settings
-
-
-def _check_delivery(name, value, file, key):
-    """Type and range of one delivery setting (CLI.md "Ranges")."""
-    if name == "upsert":
-        if value not in UPSERT_ORDERS:
-            raise ConfigError(f"expected {', '.join(UPSERT_ORDERS[:-1])} or {UPSERT_ORDERS[-1]}, got {_got(value)}", file=file, key=key)
-        return value
-    if name in ("concurrency", "max_retries", "daily_budget"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"expected a whole number, got {_got(value)}", file=file, key=key)
-        if name == "concurrency" and not 1 <= value <= MAX_CONCURRENCY:
-            raise ConfigError(f"expected 1 to {MAX_CONCURRENCY}, got {value}", file=file, key=key)
-        if name == "max_retries" and value < 0:
-            raise ConfigError(f"expected 0 or more, got {value}", file=file, key=key)
-        if name == "daily_budget" and value < 1:
-            raise ConfigError(f"expected 1 or more, got {value}", file=file, key=key)
-        return value
-    # rate_limit (requests per second) and timeout (seconds): any positive number; max_outage: 0 or more
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"expected a number, got {_got(value)}", file=file, key=key)
-    if name == "max_outage":
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"expected a number of seconds, 0 or more, got {value}", file=file, key=key)
-        return float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"expected a number greater than 0, got {value}", file=file, key=key)
-    return float(value)
-
-
-def _check_bool(value, file, key):
-    if not isinstance(value, bool):
-        raise ConfigError(f"expected true or false, got {_got(value)}", file=file, key=key)
-    return value
-
-
-def _check_api_key(value, *, file, key):
-    """A usable key; messages never echo the value."""
-    if not isinstance(value, str):
-        raise ConfigError(
-            f"expected a string (quote it), got {_type_name(value)}", file=file, key=key
-        )
-    value = value.strip()
-    if not value:
-        raise ConfigError("expected a non-empty string", file=file, key=key)
-    # A key with spaces or control characters cannot go into an HTTP header, and requests
-    # would echo it in its own error.
-    if any(ch.isspace() or not ch.isprintable() for ch in value):
-        raise ConfigError("must not contain spaces or control characters", file=file, key=key)
-    return value
-
-
-def _check_base_url(value, *, file):
-    """https://, or http:// to a loopback host (CLI.md); returned without a trailing slash."""
-    key = "base_url"
-    expected = "expected an https:// URL, or http:// to localhost, 127.0.0.0/8 or [::1]"
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{expected}, got {_type_name(value)}", file=file, key=key)
-    url = value.strip()
-    try:
-        parts = urlsplit(url)
-        parts.port  # raises ValueError on a bad port
-    except ValueError:
-        raise ConfigError(f"{expected}; {url!r} is not a valid URL", file=file, key=key) from None
-    if parts.username is not None or parts.password is not None:
-        # The URL is shown by `gspx check` and dry-run output: no credentials in it.
-        raise ConfigError(
-            "must not contain user:password@; put no credentials in the URL", file=file, key=key
-        )
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{expected}, without ?query or #fragment", file=file, key=key)
-    scheme = parts.scheme.lower()
-    if scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"{expected}, got {url!r}", file=file, key=key)
-    if scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"{expected}; plain http:// would send the API key unencrypted to {parts.hostname}",
-            file=file,
-            key=key,
-        )
-    return url.rstrip("/")
-
-
-def _is_loopback(host):
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        import ipaddress
-
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _got(value):
-    """The value as written, for messages about keys other than api_key (never echoed)."""
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else str(value).lower()
-    if isinstance(value, (str, int, float)):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
-    return _type_name(value)
-
-
-def _type_name(value):
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "a whole number"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
