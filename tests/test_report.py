@@ -24,7 +24,9 @@ REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "re
                "failed_output_not_copied",
                "checkpoint", "possible_duplicates", "holds", "held_seconds",
                # issue 17: requests as money
-               "requests_saved", "duplicates_skipped", "upsert", "upsert_advice", "estimate", "daily_budget"}
+               "requests_saved", "duplicates_skipped", "upsert", "upsert_advice", "estimate", "daily_budget",
+               # issue 22: archives passed over by date
+               "pruned_folders", "pruned_objects"}
 COUNT_KEYS = {"read", "delivered", "skipped", "failed", "invalid", "not_sent"}
 
 
