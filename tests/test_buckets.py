@@ -74,7 +74,7 @@ def bucket(s3_endpoint, monkeypatch):
 
 _STORE = {}  # "url": the local server's, set by the bucket fixture
 _LOGS = {}  # the local server's URL -> its request log
-_LOGGED = re.compile(r'"(?:\x1b\[[0-9;]*m)?([A-Z]+) (\S+) HTTP/')
+_LOGGED = re.compile(r'"(?:\x1b\[[0-9;]*m)*([A-Z]+) (\S+) HTTP/')
 
 
 def store_requests():

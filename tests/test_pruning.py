@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from e2e import write_config
-from gspx_cli.read import dating
 from gspx_cli.read.dating import DAY_MS, HOUR_MS, Window, parse_duration, span
 from test_archives import write_gz
 from test_buckets import bucket, put_gz, s3_endpoint, store, store_requests  # noqa: F401 - fixtures
@@ -288,3 +287,58 @@ def test_a_large_object_is_one_streamed_get(bucket, s3_endpoint, monkeypatch):
     requests = store_requests()[before:]
     assert [m for m, _ in requests if m == "HEAD"] == []
     assert len([t for m, t in requests if m == "GET" and "list-type" not in t]) == 1
+
+
+class _FakeGcs:
+    """A 127.0.0.1 server answering gcsfs's media downloads (GET .../o/NAME?alt=media) of one object
+    with its generation, as GCS does; every request recorded."""
+
+    def __init__(self, body):
+        import http.server
+        import threading
+
+        seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                seen.append((self.command, self.path))
+                missing = "missing" in self.path
+                self.send_response(404 if missing else 200)
+                data = b"No such object" if missing else body
+                self.send_header("Content-Length", str(len(data)))
+                if not missing:
+                    self.send_header("x-goog-generation", "1710000000000001")
+                    self.send_header("x-goog-stored-content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_HEAD = do_GET  # noqa: N815 - recorded, never expected
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+def test_a_gs_object_is_one_get_read_as_it_arrives_with_its_generation_as_identity():
+    import gzip as gz
+
+    import gcsfs
+
+    from gspx_cli.read import objects, remote
+
+    body = gz.compress(b"".join(json.dumps(event(i, ms("2024-03-10"))).encode() + b"\n" for i in range(50)))
+    fake = _FakeGcs(body)
+    try:
+        fs = gcsfs.GCSFileSystem(endpoint_url=fake.url, token="anon", skip_instance_cache=True)
+        with objects.gcs_get(fs, "bkt/logs/2024-03-10/1710000000.src.u.json.gz") as fh:
+            assert remote.identity(fh.details) == {"size": len(body), "version": "generation:1710000000000001"}
+            assert fh.read(10) + fh.read() == body
+        assert fake.requests == [("GET", "/download/storage/v1/b/bkt/o/logs%2F2024-03-10%2F1710000000.src.u.json.gz"
+                                          "?alt=media")]
+        with pytest.raises(FileNotFoundError):
+            objects.gcs_get(fs, "bkt/missing.json.gz")
+    finally:
+        fake.server.shutdown()

@@ -5,7 +5,14 @@ already has each object's identity from its listing, so the object is fetched in
 as it arrives, and the identity of what was read is taken from the GET's own answer.
 """
 
-from fsspec.asyn import sync
+
+def sync(loop, func, *args):
+    """func(*args) run on the store library's event loop, from this thread (fsspec's own bridge;
+    imported here, not at start-up: fsspec comes with the s3 and gcs extras only)."""
+    from fsspec.asyn import sync as run
+
+    return run(loop, func, *args)
+
 
 class Streamed:
     """A binary file reading an answer's body as it arrives; .details: the object's identity fields."""
