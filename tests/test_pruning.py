@@ -342,3 +342,9 @@ def test_a_gs_object_is_one_get_read_as_it_arrives_with_its_generation_as_identi
             objects.gcs_get(fs, "bkt/missing.json.gz")
     finally:
         fake.server.shutdown()
+
+
+@pytest.mark.parametrize("name, is_dir", [("0000000001.json", False), ("0000000000001.gz", False),
+                                          ("0000000000000", True), ("12345678901.json", False)])
+def test_numbers_padded_with_zeros_or_of_other_lengths_are_no_unix_times(name, is_dir):
+    assert span(name, is_dir) is None

@@ -189,7 +189,9 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
             raise
     if pending:
         yield pending
-    if not found and stats.pruned_folders + stats.pruned_objects == passed_before:  # most likely the wrong folder: said, as a missing file is, rather than a silent success
+    # nothing in it, not even what the time window passed over: most likely the wrong folder, said as a
+    # missing file is rather than a silent success
+    if not found and stats.pruned_folders + stats.pruned_objects == passed_before:
         yield [Record(folder, 0, b"", None, EMPTY_FOLDER_PROBLEM)]
 
 

@@ -98,8 +98,8 @@ def _look(fs, url):
     there is nothing). A prefix costs one listing of one key on S3, not a HEAD (a key that is not there)."""
     if _is_s3(fs):
         bucket, _, key = _bare(url).partition("/")
-        found = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key.strip("/") + "/" if key.strip("/") else "",
-                           MaxKeys=1)
+        key = key.strip("/")
+        found = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{key}/" if key else "", MaxKeys=1)
         if found.get("KeyCount", len(found.get("Contents", ()))):
             return None
     info = fs.info(_bare(url))
