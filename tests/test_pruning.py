@@ -204,6 +204,24 @@ def test_event_replay_hour_folders_and_segment_day_folders_are_pruned_by_their_d
     assert (report["pruned_folders"], report["pruned_objects"]) == (2, 1)  # hour 0, segment 03-08; one file
 
 
+def test_a_directory_folder_the_window_passes_over_is_never_listed(tmp_path, monkeypatch):
+    from gspx_cli.read.reader import ReadStats, iter_records
+    from test_archives import build_wide_tree, counting_scandir
+
+    build_wide_tree(tmp_path / "t", days=10, hours=2, files=3)  # 2024-01-01 .. 2024-01-10, hours 0 and 1
+    calls = counting_scandir(monkeypatch)
+    stats = ReadStats()
+    window = Window(since=ms("2024-01-08"), until=ms("2024-01-09"), lateness=HOUR_MS)
+    records = list(iter_records([str(tmp_path / "t")], stats=stats, window=window))
+    # read: 01-07 (the margin), 01-08, and 01-09 hour 0 (starts at until) and hour 1 (an hour after: not more)
+    listed = sorted(path[len(str(tmp_path / "t")):] for path in calls)
+    assert listed == ["", "/2024-01-07", "/2024-01-07/0", "/2024-01-07/1", "/2024-01-08", "/2024-01-08/0",
+                      "/2024-01-08/1", "/2024-01-09", "/2024-01-09/0", "/2024-01-09/1"]
+    # 7 date folders (01-01 .. 01-06, 01-10); in 01-09/1 the files of 01:00:01 and 01:00:02 (01:00:00 is read)
+    assert (stats.pruned_folders, stats.pruned_objects) == (7, 2)
+    assert len(records) == 3 * 2 * 2 + 3 + 1
+
+
 def test_a_typed_folder_that_the_window_passes_over_whole_is_no_error(tmp_path):
     write_gz(tmp_path / "t" / f"{ms('2020-01-01') // 1000}.src.uuid.json.gz", [event(1, ms("2020-01-01"))])
     code, numbers, err, report = send_dry(tmp_path, "--since", "2024-03-10", str(tmp_path / "t"))
