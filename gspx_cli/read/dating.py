@@ -25,8 +25,9 @@ _HOUR = re.compile(r"\d{1,2}\Z")
 # Segment's received-day folders: segment-logs/<source>/<day in ms>/
 _DAY_IN_MS = re.compile(r"[1-9]\d{12}\Z")
 # A unix time is 10 digits in seconds (2001-2286) or 13 in milliseconds, without a leading zero:
-# other numbers (job ids, versions, counters padded with zeros) are not taken for times. Event Replay: <first>_<last>_<workspace>_<uuid>.json.gz;
-# RudderStack: <unix>.<source>.<uuid>.json.gz; Segment: <ms>.<id>.gz.
+# other numbers (job ids, versions, counters padded with zeros) are not taken for times.
+# Event Replay: <first>_<last>_<workspace>_<uuid>.json.gz; RudderStack: <unix>.<source>.<uuid>.json.gz;
+# Segment: <ms>.<id>.gz.
 _UNIX = r"([1-9]\d{12}|[1-9]\d{9})"
 _REPLAY_NAME = re.compile(_UNIX + "_" + _UNIX + "_")
 _LEADING_UNIX = re.compile(_UNIX + r"\.")
