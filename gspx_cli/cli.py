@@ -7,7 +7,7 @@ import sys
 import click
 
 from gspx_cli import __version__, config, coordinator
-from gspx_cli.read import remote
+from gspx_cli.read import dating, remote
 from gspx_cli.report import reporter as report
 from gspx_cli.state.checkpoint import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
@@ -79,6 +79,16 @@ def _time_option(ctx, param, value):
     return ms
 
 
+def _duration_option(ctx, param, value):
+    """--lateness: "7d", "36h" -> milliseconds; a usage error (exit 2) when unreadable."""
+    if value is None:
+        return None
+    ms = dating.parse_duration(value)
+    if ms is None:
+        raise click.BadParameter(f"{value!r} is not a duration (e.g. 7d, 36h, 90m, 1d12h)")
+    return ms
+
+
 @cli.command(epilog=SEND_EPILOG, short_help="Send events from NDJSON files or stdin to Gainsight PX.")
 @click.argument("files", nargs=-1, type=_InputPath(exists=True, dir_okay=True, allow_dash=True))
 @_config_option
@@ -107,6 +117,9 @@ def _time_option(ctx, param, value):
               help="Keep only events at or after TIME (ISO 8601; the event's timestamp, else originalTimestamp, "
                    "else receivedAt); the rest are skipped as filtered.")
 @click.option("--until", metavar="TIME", callback=_time_option, help="Keep only events before TIME (ISO 8601).")
+@click.option("--lateness", metavar="DURATION", callback=_duration_option,
+              help="With --until: archives dated (by their folder or file name) more than DURATION after it "
+                   "are not read (e.g. 7d, 36h); events archived that late are missed.")
 @click.option("--type", "types", multiple=True, metavar="T",
               help="Keep only events of this type (repeatable: --type identify --type track).")
 @click.option("--event", "event_names", multiple=True, metavar="PATTERN",
@@ -130,7 +143,7 @@ def _time_option(ctx, param, value):
               help="One line per request on stderr: method, URL, status, milliseconds, attempt.")
 @click.pass_context
 def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrency, rate_limit, max_retries,
-         max_outage, upsert, no_dedupe, daily_budget, since, until, types, event_names, endpoint_url,
+         max_outage, upsert, no_dedupe, daily_budget, since, until, lateness, types, event_names, endpoint_url,
          limit_api_for_group, max_line_bytes, report_path, progress, quiet, verbose):
     """Send RudderStack events from FILEs (NDJSON, .gz, directories, s3:// and gs:// prefixes; '-' or
     none: stdin) to Gainsight PX.
@@ -143,6 +156,9 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
     """
     if quiet and verbose:
         raise click.UsageError("-q/--quiet and -v/--verbose cannot be used together")
+    if lateness is not None and until is None:
+        raise click.UsageError("--lateness needs --until: it says how long after --until events may still "
+                               "have been archived")
     overrides = {"concurrency": concurrency, "rate_limit": rate_limit, "max_retries": max_retries,
                  "max_outage": max_outage, "upsert": upsert, "daily_budget": daily_budget,
                  "limit_api_for_group": limit_api_for_group}
@@ -172,15 +188,16 @@ def send(ctx, files, config_path, dry_run, failed_output, checkpoint, concurrenc
         if (not files or "-" in files) and sys.stdin.isatty():
             reporter.note("reading events from standard input (one JSON object per line; Ctrl-D ends)")
         event_filter = EventFilter(since=since, until=until, types=types, events=event_names)
+        window = dating.Window(since=since, until=until, lateness=lateness)
         code = _run(settings, files, reporter, ledger, report_path, dry_run=dry_run, max_line_bytes=max_line_bytes,
-                    dedupe=not no_dedupe, event_filter=event_filter)
+                    dedupe=not no_dedupe, event_filter=event_filter, window=window)
     finally:
         if lock is not None:
             lock.release()
     ctx.exit(int(code))
 
 
-def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes, dedupe, event_filter):
+def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_bytes, dedupe, event_filter, window):
     """The run, the summary and the report; returns the exit code."""
     failed_output = ledger.failed_output
     checkpoint = ledger.checkpoint.path if ledger.checkpoint is not None else None
@@ -188,7 +205,8 @@ def _run(settings, files, reporter, ledger, report_path, *, dry_run, max_line_by
     restore = coordinator.install_signal_handlers(stop)
     try:  # our handlers stay until the summary and report are out: a Ctrl-C there is no KeyboardInterrupt
         result = coordinator.run(settings, list(files), reporter=reporter, ledger=ledger, dry_run=dry_run,
-                                 max_line_bytes=max_line_bytes, stop=stop, dedupe=dedupe, event_filter=event_filter)
+                                 max_line_bytes=max_line_bytes, stop=stop, dedupe=dedupe, event_filter=event_filter,
+                                 window=window)
         code = exit_code(result)
         if result.stop_error is not None:
             reporter.error(str(result.stop_error))

@@ -76,7 +76,7 @@ class RunResult:
 
 
 def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
-        session=None, dedupe=True, clock=time.time, event_filter=None):
+        session=None, dedupe=True, clock=time.time, event_filter=None, window=None):
     """Read, map and deliver (or print, for a dry run) every event; returns what happened."""
     # The run makes ~10 containers per event and almost no cycles: the collector need not scan what
     # start-up made (freeze), nor run every 700 allocations (measured ~3% of a dry run).
@@ -86,14 +86,14 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
     try:
         return _run(settings, paths, reporter=reporter, ledger=ledger, dry_run=dry_run,
                     max_line_bytes=max_line_bytes, stop=stop, stdin=stdin, session=session, dedupe=dedupe,
-                    clock=clock, event_filter=event_filter)
+                    clock=clock, event_filter=event_filter, window=window)
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
 def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock,
-         event_filter):
+         event_filter, window):
     from gspx_cli.delivery.sender import RequestStats
 
     stop = stop or StopFlag()
@@ -115,7 +115,7 @@ def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, st
         sink = HttpSink(settings, reporter, inbox, req_stats, session, budget=budget, dedupe=dedupe)
     coordinator = Coordinator(settings, paths, sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
                               stop=stop, max_line_bytes=max_line_bytes, stdin=stdin, dedupe=dedupe,
-                              budget=budget, event_filter=event_filter)
+                              budget=budget, event_filter=event_filter, window=window)
     reporter.start(ledger.stats, req_stats, coordinator.read_stats, dry_run=dry_run)
     try:
         coordinator.run()
@@ -130,7 +130,7 @@ class Coordinator:
     """The one loop that settles events: takes read batches, maps, hands plans to the sink, settles completions."""
 
     def __init__(self, settings, paths, *, sink, inbox, reporter, ledger, stop, max_line_bytes, stdin=None,
-                 dedupe=True, budget=None, event_filter=None):
+                 dedupe=True, budget=None, event_filter=None, window=None):
         self._settings = settings
         self._filter = event_filter if event_filter else None  # CLI.md "Filters"
         self._sink = sink
@@ -155,7 +155,7 @@ class Coordinator:
         self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
         self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
                                skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin,
-                               inputs=checkpoint,
+                               inputs=checkpoint, window=window,
                                outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))
 
     def run(self):

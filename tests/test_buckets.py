@@ -5,6 +5,7 @@ resume and identity in the checkpoint; one-line errors with exit 2 before anythi
 import gzip
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,12 +35,16 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto's standalone S3 server on a free 127.0.0.1 port, for this module's tests; its URL."""
+def s3_endpoint(tmp_path_factory):
+    """moto's standalone S3 server on a free 127.0.0.1 port, for this module's tests; its URL. Its request
+    log (one line per request, on its stderr) goes to a file: store_requests() reads it."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path_factory.mktemp("moto") / "requests.log"
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=sink)
     url = f"http://127.0.0.1:{port}"
+    _LOGS[url] = log
     try:
         def answers():
             try:
@@ -68,6 +73,14 @@ def bucket(s3_endpoint, monkeypatch):
 
 
 _STORE = {}  # "url": the local server's, set by the bucket fixture
+_LOGS = {}  # the local server's URL -> its request log
+_LOGGED = re.compile(r'"(?:\x1b\[[0-9;]*m)*([A-Z]+) (\S+) HTTP/')
+
+
+def store_requests():
+    """(method, path with query) of every request the local server has answered so far, in order."""
+    text = _LOGS[_STORE["url"]].read_text(errors="replace")
+    return _LOGGED.findall(text)
 
 
 def store():

@@ -17,7 +17,7 @@ from gspx_cli.report import live as live_mod
 from gspx_cli.report import reporter as report_mod
 from gspx_cli.report.reporter import Reporter, report_data, write_report
 
-# The --report keys the README documents; a key may be added (and documented), never renamed or removed.
+# The --report keys docs/send.md documents; a key may be added (and documented), never renamed or removed.
 REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "read", "delivered", "skipped",
                "failed", "invalid", "not_sent", "by_type", "skip_reasons", "failure_reasons", "requests",
                "warnings", "elapsed_seconds", "events_per_second", "failed_output", "failed_output_lines",
@@ -25,7 +25,9 @@ REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "re
                "checkpoint", "possible_duplicates", "holds", "held_seconds",
                # issue 17: requests as money
                "requests_saved", "duplicates_skipped", "upsert", "upsert_advice", "estimate", "daily_budget",
-               "writes_left_out"}
+               "writes_left_out",
+               # issue 22: archives passed over by date
+               "pruned_folders", "pruned_objects"}
 COUNT_KEYS = {"read", "delivered", "skipped", "failed", "invalid", "not_sent"}
 
 

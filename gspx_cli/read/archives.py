@@ -3,6 +3,8 @@
 import os
 import re
 
+from gspx_cli.read import dating
+
 # CLI.md: every .json, .ndjson, .json.gz, .ndjson.gz and .gz file (the two .gz forms end in ".gz").
 ARCHIVE_SUFFIXES = (".json", ".ndjson", ".gz")
 # RudderStack's object-storage date folders: YYYY-MM-DD today, MM-DD-YYYY in older uploads and in
@@ -41,10 +43,12 @@ def iter_tree(root):
         yield path, problem
 
 
-def walk(root, listing, join):
+def walk(root, listing, join, window=None, passed=None):
     """Yield (path, problem, info) per file under root, oldest first: problem is None, or why a folder
     could not be listed. listing(folder) -> sorted [(order_key, is_dir, info)], raising OSError;
-    join(folder, name) -> path. A directory on disk and an object-store prefix walk the same way."""
+    join(folder, name) -> path. A directory on disk and an object-store prefix walk the same way.
+    window: a dating.Window; the folders and files it does not need are passed over (a folder is then
+    never listed) and counted in passed (ReadStats: pruned_folders, pruned_objects)."""
     # Paths start with root as typed, so FILE:LINE names the file as the user sees it. One folder is
     # listed at a time, when the walk reaches it: the first file comes after one listing per level,
     # never after the whole tree (a bucket may hold millions of objects).
@@ -53,11 +57,24 @@ def walk(root, listing, join):
     except OSError as exc:
         yield root, _reason(exc), None
         return
-    stack = [(root, iter(top))]
+    prune = window is not None and bool(window)
+    # the root as typed is read whatever its date; its date only dates the hour folders in it
+    stack = [(root, iter(top), dating.span(_basename(root), True) if prune else None)]
     while stack:
-        folder, entries = stack[-1]
+        folder, entries, folder_span = stack[-1]
         for key, is_dir, info in entries:
-            path = join(folder, key[2])
+            name = key[2]
+            entry_span = None
+            if prune:
+                entry_span = dating.span(name, is_dir, folder_span)
+                if not window.needs(entry_span):
+                    if passed is not None:
+                        if is_dir:
+                            passed.pruned_folders += 1
+                        else:
+                            passed.pruned_objects += 1
+                    continue
+            path = join(folder, name)
             if not is_dir:
                 yield path, None, info
                 continue
@@ -66,7 +83,7 @@ def walk(root, listing, join):
             except OSError as exc:
                 yield path, _reason(exc), None
                 continue
-            stack.append((path, iter(children)))
+            stack.append((path, iter(children), entry_span))
             break  # the child folder is read to its end before the next sibling
         else:
             stack.pop()
@@ -103,6 +120,11 @@ def output_names(paths):
             found.setdefault(os.path.realpath(os.path.dirname(os.path.abspath(path))), set()).add(
                 os.path.basename(path))
     return found
+
+
+def _basename(path):
+    """The last name of a folder path or URL, trailing slashes ignored."""
+    return path.rstrip("/\\").replace("\\", "/").rpartition("/")[2]
 
 
 def _reason(exc):

@@ -70,13 +70,15 @@ class Record:
 class ReadStats:
     """Progress counters that iter_records keeps up to date while it reads."""
 
-    __slots__ = ("bytes_read", "bytes_total", "lines", "current")
+    __slots__ = ("bytes_read", "bytes_total", "lines", "current", "pruned_folders", "pruned_objects")
 
     def __init__(self):
         self.bytes_read = 0  # bytes taken from the underlying files (compressed bytes for gzip)
         self.bytes_total = None  # sum of the regular files' sizes; None when unknown (stdin, a pipe)
         self.lines = 0  # physical lines read, skipped ones included
         self.current = None  # the source being read, as typed
+        self.pruned_folders = 0  # folders of a directory or prefix passed over by date (--since, --lateness)
+        self.pruned_objects = 0  # files and objects passed over by date
 
 
 def source_key(path):
@@ -105,7 +107,7 @@ def parse_batch(batch):
 
 
 def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_lines=None, stats=None, stdin=None,
-                      stopped=None, inputs=None, outputs=()):
+                      stopped=None, inputs=None, outputs=(), window=None):
     """Yield lists of lines still to parse, as (source, line_no, raw, final) tuples, and of problem
     Records (unreadable input, overlong line), as soon as the lines are complete.
 
@@ -116,20 +118,22 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
     raises ReplacedInputError for one that is not what it recorded; observe() takes an object's identity,
     ended() its number of lines once read to its end; settled_whole() says an object need not be fetched).
     outputs: the run's own output files (--failed-output, --checkpoint), never read from a directory.
+    window: a dating.Window; what a directory or prefix holds that it does not need is passed over unread.
     """
     paths = list(paths) or ["-"]
-    if stats is not None:
-        stats.bytes_total = _total_size(paths)
+    if stats is None:
+        stats = ReadStats()  # the walk counts what it passes over in it
+    stats.bytes_total = _total_size(paths)
     for path in paths:
         if stopped is not None and stopped():
             return
         if remote.is_url(path):
-            yield from _folder_batches(path, remote.walk(path), max_line_bytes, skip_lines, stats, stopped, inputs,
-                                       in_store=True)
+            yield from _folder_batches(path, remote.walk(path, window, stats), max_line_bytes, skip_lines, stats,
+                                       stopped, inputs, in_store=True)
             continue
         if path != "-" and os.path.isdir(path):
             mine = archives.output_names(outputs)
-            walk = archives.walk(path, lambda folder: archives.listing(folder, mine), os.path.join)
+            walk = archives.walk(path, lambda folder: archives.listing(folder, mine), os.path.join, window, stats)
             yield from _folder_batches(path, walk, max_line_bytes, skip_lines, stats, stopped, inputs)
             continue
         skip = skip_lines.get(source_key(path), 0) if skip_lines else 0
@@ -145,6 +149,7 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
     # the coordinator's per-batch work (and its waits on this thread) a tenth of a directory's time.
     found = handed = False
     pending = []
+    passed_before = stats.pruned_folders + stats.pruned_objects
     if in_store:  # objects fetched ahead; those an earlier run read to their end and settled are skipped
         walk = remote.prefetched(walk, inputs.settled_whole if inputs is not None else None)
     else:
@@ -184,7 +189,9 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
             raise
     if pending:
         yield pending
-    if not found:  # most likely the wrong folder: said, as a missing file is, rather than a silent success
+    # nothing in it, not even what the time window passed over: most likely the wrong folder, said as a
+    # missing file is rather than a silent success
+    if not found and stats.pruned_folders + stats.pruned_objects == passed_before:
         yield [Record(folder, 0, b"", None, EMPTY_FOLDER_PROBLEM)]
 
 

@@ -12,13 +12,13 @@ import os
 import posixpath
 from collections import deque
 
-from gspx_cli.read import archives
+from gspx_cli.read import archives, objects
 from gspx_cli.errors import ConfigError
 
 # URL scheme -> (fsspec protocol, the module that implements it, the extra that installs it)
 _SCHEMES = {"s3": ("s3", "s3fs", "s3"), "gs": ("gcs", "gcsfs", "gcs"), "gcs": ("gcs", "gcsfs", "gcs")}
-# Bytes fetched per ranged GET while an object is read: an object of rudder-logs (a few MB of gzip)
-# comes in one or two requests, and a big one never sits whole in memory.
+# Bytes fetched per ranged GET while an object of a store without a streamed GET here is read (not
+# s3://, not gs://): a big one never sits whole in memory. s3:// and gs:// objects are one GET each.
 READ_BLOCK_BYTES = 8 * 1024 * 1024
 # Objects downloaded ahead of the reader, each whole, in the background: a request to a store takes
 # tens of milliseconds, and one at a time a prefix of small objects is read at the store's latency
@@ -30,6 +30,7 @@ PREFETCH_MAX_BYTES = 4 * 1024 * 1024
 # reader.set_error_dumps, because the reader thread opens the objects.
 _endpoint_url = None
 _filesystems = {}  # protocol -> the filesystem of this run (one connection pool per store)
+_kinds = {}  # URL -> what check() found there (an object's info, or None for a prefix): walk() asks once
 # The stores' libraries log their retries and fallbacks with tracebacks; with no handler of their own
 # Python prints those on stderr. gspx says what failed in one line instead (explain).
 _QUIET_LOGGERS = ("s3fs", "gcsfs", "fsspec", "aiobotocore", "botocore", "google")
@@ -50,6 +51,7 @@ def set_endpoint_url(url):
     if (url or None) != _endpoint_url:
         _endpoint_url = url or None
         _filesystems.pop("s3", None)
+        _kinds.clear()
 
 
 def filesystem(url):
@@ -86,9 +88,22 @@ def check(urls):
     for url in dict.fromkeys(urls):
         fs = filesystem(url)
         try:
-            fs.info(_bare(url))
+            _kinds[url] = _look(fs, url)
         except Exception as exc:  # noqa: BLE001 - botocore, google-auth, aiohttp: each has its own kinds
             raise ConfigError(explain(exc), key=url) from None
+
+
+def _look(fs, url):
+    """What is at url: None for a prefix with objects under it, else the object's info (raising when
+    there is nothing). A prefix costs one listing of one key on S3, not a HEAD (a key that is not there)."""
+    if _is_s3(fs):
+        bucket, _, key = _bare(url).partition("/")
+        key = key.strip("/")
+        found = fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{key}/" if key else "", MaxKeys=1)
+        if found.get("KeyCount", len(found.get("Contents", ()))):
+            return None
+    info = fs.info(_bare(url))
+    return None if info.get("type") == "directory" else info
 
 
 def explain(exc):
@@ -108,15 +123,16 @@ def explain(exc):
     return f"the object store refused: {name}: {text}"
 
 
-def walk(url):
-    """Yield (url, problem, identity) per object to read under url, oldest first (archives.walk)."""
+def walk(url, window=None, passed=None):
+    """Yield (url, problem, identity) per object to read under url, oldest first (archives.walk;
+    window and passed: the folders and objects passed over by date, and their counts)."""
     fs = filesystem(url)
     try:
-        info = fs.info(_bare(url))
+        info = _kinds.pop(url) if url in _kinds else _look(fs, url)
     except Exception as exc:  # noqa: BLE001 - said at the URL, as a missing file is
         yield url, explain(exc), None
         return
-    if info.get("type") != "directory":  # one object, named as typed: read whatever its name
+    if info is not None:  # one object, named as typed: read whatever its name
         yield url, None, identity(info)
         return
 
@@ -137,7 +153,7 @@ def walk(url):
         found.sort(key=lambda item: item[:2])
         return found
 
-    yield from archives.walk(url.rstrip("/"), listing, lambda folder, name: f"{folder}/{name}")
+    yield from archives.walk(url.rstrip("/"), listing, lambda folder, name: f"{folder}/{name}", window, passed)
 
 
 def prefetched(walk, settled=None, ahead=PREFETCH_OBJECTS):
@@ -155,7 +171,7 @@ def prefetched(walk, settled=None, ahead=PREFETCH_OBJECTS):
             elif problem is None and identity is not None and identity["size"] <= PREFETCH_MAX_BYTES:
                 opener = pool.submit(_fetch, url).result
             else:
-                opener = _opener(url)
+                opener = _opener(url, identity)
             window.append((url, problem, identity, opener))
             if len(window) > ahead:
                 yield window.popleft()
@@ -178,14 +194,30 @@ def _fetch(url):
         return _Fetched(fh.read(), getattr(fh, "details", None))
 
 
-def _opener(url):
-    return lambda: open_object(url)
+def _opener(url, identity):
+    size = identity["size"] if identity else None
+    return lambda: open_object(url, size=size)
 
 
-def open_object(url):
-    """A binary file object reading url; what it read is the object as its identity() says."""
+def open_object(url, size=None):
+    """A binary file object reading url, with the object's identity in .details when the store says
+    it: one range-less GET, streamed, on s3:// and gs:// (the listing already gave the identity, so no
+    HEAD); elsewhere fsspec's file, size (from the listing) sparing it a HEAD too."""
     fs = filesystem(url)
-    return fs.open(_bare(url), "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead")
+    if _is_s3(fs):
+        return objects.s3_get(fs, _bare(url))
+    if _is_gcs(fs):
+        return objects.gcs_get(fs, _bare(url))
+    options = {"size": size} if size is not None else {}
+    return fs.open(_bare(url), "rb", block_size=READ_BLOCK_BYTES, cache_type="readahead", **options)
+
+
+def _is_s3(fs):
+    return type(fs).__module__.startswith("s3fs.")
+
+
+def _is_gcs(fs):
+    return type(fs).__module__.startswith("gcsfs.")
 
 
 def identity(info):

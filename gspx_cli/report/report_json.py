@@ -55,6 +55,9 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         "failed_output_lines": stats.failed_output_lines,
         "failed_output_not_copied": stats.not_copied,
         "checkpoint": None if dry_run else checkpoint,
+        # CLI.md "Reading only what the time window needs": passed over by date, never listed or read
+        "pruned_folders": getattr(result.read, "pruned_folders", 0),
+        "pruned_objects": getattr(result.read, "pruned_objects", 0),
         **costs.report_keys(result, dry_run),
     }
 

@@ -107,6 +107,7 @@ def summary_facts(result, *, dry, elapsed, failed_output=None, checkpoint=None):
         () if dry else _request_facts(result.requests),
         _speed_facts(result, dry, elapsed),
         _skip_facts(result.stats),
+        _pruning_facts(result.read),
         costs.summary_facts(result, dry),
         _failure_facts(result.stats),
         _warning_facts(result.stats),
@@ -148,6 +149,13 @@ def _speed_facts(result, dry, elapsed):
 def _skip_facts(stats):
     if stats.skip_reasons:
         yield "skipped", "; ".join(f"{r} ({n:,})" for r, n in stats.skip_reasons.most_common(3))
+
+
+def _pruning_facts(read):
+    folders, objects = getattr(read, "pruned_folders", 0), getattr(read, "pruned_objects", 0)
+    if folders or objects:
+        yield "passed over", (f"{folders:,} {'folder' if folders == 1 else 'folders'} and {objects:,} "
+                              f"{'file' if objects == 1 else 'files'} dated outside the time window (not read)")
 
 
 def _failure_facts(stats):
