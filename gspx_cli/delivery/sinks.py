@@ -23,6 +23,7 @@ class PrintSink:
     """The dry run: each event's listing goes to stdout at once; the run's knowledge is simulated."""
 
     remembers = False  # a dry run settles nothing: the checkpoint's memory is neither read nor written
+    completes_at_once = True  # submit() returns the outcome: the coordinator remembers a messageId as it submits
 
     def __init__(self, reporter, base_url):
         self._reporter = reporter
@@ -87,6 +88,7 @@ class HttpSink:
 
     error = None  # its outputs are the ledger's; nothing of its own can fail to be written
     remembers = True  # what it learns of PX goes to the checkpoint, and what the checkpoint knows to it
+    completes_at_once = False  # outcomes come back on the inbox
 
     def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None, dedupe=True):
         from gspx_cli.delivery import gate
