@@ -15,12 +15,18 @@ class Estimate:
     def __init__(self):
         self.fewest = Counter()
         self.most = Counter()
+        self._kinds = {}  # (method, path without an id) -> its kind: the custom event's, made once
 
     def add(self, calls):
         """Count one event's listing."""
         if len(calls) == 1:  # one request either way (a custom event, an update alone): most events
             call = calls[0]
-            kind = f"{call.method} {request_kind(call.path)}"
+            kind = self._kinds.get((call.method, call.path))
+            if kind is None:
+                endpoint = request_kind(call.path)
+                kind = f"{call.method} {endpoint}"
+                if endpoint == call.path:  # no id in it: one of a handful of paths
+                    self._kinds[call.method, call.path] = kind
             self.fewest[kind] += 1
             self.most[kind] += 1
             return
