@@ -14,7 +14,7 @@ from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, Ou
 from gspx_cli.delivery.executor import Executor, new_known
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
 from gspx_cli.mapping.estimate import Estimate
-from gspx_cli.mapping.plan import Call, expand, listing, surely_known
+from gspx_cli.mapping.plan import Call, KnownInMemory, expand, listing, surely_known
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
 
@@ -29,7 +29,8 @@ class PrintSink:
         self._reporter = reporter
         self._base_url = base_url
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
-        self.known = new_known()
+        # remembered by fingerprint, not by the checkpoint's digest: this knowledge never leaves the process
+        self.known = KnownInMemory(new_known())
         self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 

@@ -15,26 +15,29 @@ class Estimate:
     def __init__(self):
         self.fewest = Counter()
         self.most = Counter()
-        self._kinds = {}  # (method, path without an id) -> its kind: the custom event's, made once
+        self._kinds = {}  # (method, object kind or id-less path) -> request kind: a handful, made once
 
     def add(self, calls):
         """Count one event's listing."""
-        if len(calls) == 1:  # one request either way (a custom event, an update alone): most events
-            call = calls[0]
-            kind = self._kinds.get((call.method, call.path))
+        kinds, fewest, most = self._kinds, self.fewest, self.most
+        straight = True  # every call leads to the next whatever the object's state: both paths are the listing
+        for at, call in enumerate(calls, 1):
+            if call.alt is not None or (call.ok is not None and call.ok != at):
+                straight = False
+                break
+        if not straight:
+            fewest_kinds, most_kinds = paths_cost(calls)
+            fewest.update(fewest_kinds)
+            most.update(most_kinds)
+            return
+        for call in calls:  # most events: one request either way (a custom event, an update alone)
+            # the kind depends on the method and the object's kind (or the path, when it names no object)
+            key = (call.method, call.known[0] if call.known is not None else call.path)
+            kind = kinds.get(key)
             if kind is None:
-                endpoint = request_kind(call.path)
-                kind = f"{call.method} {endpoint}"
-                if endpoint == call.path:  # no id in it: one of a handful of paths
-                    self._kinds[call.method, call.path] = kind
-            self.fewest[kind] += 1
-            self.most[kind] += 1
-            return
-        if not calls:
-            return
-        fewest, most = paths_cost(calls)
-        self.fewest.update(fewest)
-        self.most.update(most)
+                kind = kinds[key] = f"{call.method} {request_kind(call.path)}"
+            fewest[kind] += 1
+            most[kind] += 1
 
     def figures(self, rate_limit, daily_budget=None):
         """The `estimate` of --report: requests fewest and most (total, by kind), and what they cost."""

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from gspx_cli.jsonio import digest
+from gspx_cli.jsonio import digest, fingerprint
 
 # MAPPING.md "Gainsight PX REST API": create path, then one object's path
 _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
@@ -137,6 +137,7 @@ def expand(plan, known, unchanged=None):
     would repeat the object's last write are left out and, when `unchanged` is a list, named in it.
     """
     calls = []
+    digest_of = getattr(known, "digest", body_digest)
     for step in plan.steps:
         kind = type(step)
         if kind is Call:
@@ -149,13 +150,13 @@ def expand(plan, known, unchanged=None):
                                           "an identify for this user must come first",
                                   known=("user", step.user_id)))
         elif kind is Update:
-            if _unchanged(known, step.kind, step.id, step.body, unchanged):
+            if _unchanged(known, step.kind, step.id, step.body, unchanged, digest_of):
                 continue
             calls.append(Call("PUT", object_path(step.kind, step.id), step.body, ok=len(calls) + 1,
                               known=(step.kind, step.id), wrote=step.body))
         else:
             last = known[step.kind].get(step.id)
-            if last is not None and _unchanged(known, step.kind, step.id, step.update_body, unchanged):
+            if last is not None and _unchanged(known, step.kind, step.id, step.update_body, unchanged, digest_of):
                 continue
             _expand_upsert(step, last is not None, calls)
     return calls
@@ -164,21 +165,57 @@ def expand(plan, known, unchanged=None):
 _last_digest = (None, None)  # (body, its digest): the listing and surely_known() ask for the same body in turn
 
 
+_last_fingerprint = (None, None)
+
+
+def body_fingerprint(body):
+    """jsonio.fingerprint of a body, computed once when asked for twice in a row (as body_digest): what a
+    `known` that never leaves the process (the dry run's, KnownInMemory) remembers of a write."""
+    global _last_fingerprint
+    last_body, last = _last_fingerprint
+    if last_body is body:
+        return last
+    last = fingerprint(body)
+    _last_fingerprint = (body, last)
+    return last
+
+
+class KnownInMemory(dict):
+    """expand()'s `known` for knowledge kept only in this process: writes remembered by body_fingerprint."""
+
+    digest = staticmethod(body_fingerprint)
+
+
+_one_field_digests = {}  # (name, text) -> digest of {name: text}: a group's attach body, one per account
+_ONE_FIELD_DIGESTS = 65_536  # past this many the cache starts again: it bounds memory, not correctness
+
+
 def body_digest(body):
     """jsonio.digest of a body, computed once when it is asked for twice in a row (it holds the body, so
-    `is` cannot match a new dict at a reused address; swapping a tuple is safe across threads)."""
+    `is` cannot match a new dict at a reused address; swapping a tuple is safe across threads), and once
+    per value for a one-field body of text (the attach {"accountId": ...})."""
     global _last_digest
     last_body, last = _last_digest
     if last_body is body:
         return last
+    if len(body) == 1:
+        item = next(iter(body.items()))
+        if item[1].__class__ is str:
+            last = _one_field_digests.get(item)
+            if last is None:
+                if len(_one_field_digests) >= _ONE_FIELD_DIGESTS:
+                    _one_field_digests.clear()
+                last = _one_field_digests[item] = digest(body)
+            _last_digest = (body, last)
+            return last
     last = digest(body)
     _last_digest = (body, last)
     return last
 
 
-def _unchanged(known, kind, object_id, body, unchanged):
+def _unchanged(known, kind, object_id, body, unchanged, digest_of=None):
     last = known[kind].get(object_id)
-    if not last or last != body_digest(body):
+    if not last or last != (digest_of or body_digest)(body):
         return False
     if unchanged is not None:
         unchanged.append((kind, object_id))
@@ -263,6 +300,7 @@ def surely_known(plan, known):
     learnt = []
     if len(plan.steps) == 1 and type(plan.steps[0]) is Call:  # a custom event teaches nothing
         return learnt
+    digest_of = getattr(known, "digest", body_digest)
     for step in plan.steps:
         kind = type(step)
         if kind is RequireUser:
@@ -271,11 +309,11 @@ def surely_known(plan, known):
         elif kind is Upsert:
             if step.create_body is None and known[step.kind].get(step.id) is None:
                 return learnt
-            learnt.append((step.kind, step.id, body_digest(step.update_body)))
+            learnt.append((step.kind, step.id, digest_of(step.update_body)))
         elif kind is Update:  # the attach: sure only of a user known or made by this very plan
             if known[step.kind].get(step.id) is None and (step.kind, step.id) not in {k[:2] for k in learnt}:
                 return learnt
-            learnt.append((step.kind, step.id, body_digest(step.body)))
+            learnt.append((step.kind, step.id, digest_of(step.body)))
     return learnt
 
 
