@@ -5,9 +5,9 @@ paths and flags bound), so mapping an event is one pass over what it holds.
 """
 
 from gspx_cli.mapping import fields
-from gspx_cli.mapping.convert import has_non_finite, plain, show, to_str
+from gspx_cli.mapping.convert import INT64_MAX, INT64_MIN, has_non_finite, plain, show, to_str
 from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Update, Upsert, Write
-from gspx_cli.mapping.reading import (BODY, COORDINATES, EMPTY, FULL_NAME, GROUP_ID, LOCATION, NO_WARNINGS,
+from gspx_cli.mapping.reading import (BODY, COORDINATES, EMPTY, FULL_NAME, LOCATION, NO_WARNINGS,
                                       attributes, check_id, collect, event_name, event_time, finish,
                                       first_of, first_trait, key_paths, message_id, split_name, trait_sources,
                                       trait_table, user_id_of)
@@ -36,7 +36,9 @@ class IdentifyBuilder:
         body, location, coordinates, custom = slots = ({}, {}, {}, {})
         collect(self._traits, traits, ctx_traits, slots, warnings)
         for px, aliases in self._names:
-            value = first_trait(aliases, traits, ctx_traits)
+            value = traits.get(aliases[0])  # most often there: the first alias in `traits` wins at once
+            if value is None or value == "":
+                value = first_trait(aliases, traits, ctx_traits)
             if value is not None and value.__class__ is not str:
                 value = plain(value, px, warnings)
             if value is not None:
@@ -158,8 +160,20 @@ class TrackBuilder:
         date = event_time(event, warnings, properties.get("date"))
         if date is not None:
             body["date"] = date
-        traits, ctx_traits = trait_sources(event)
-        value = first_trait(GROUP_ID, traits, ctx_traits)
+        value = None  # accountId: traits.groupId, else context.traits.groupId (first_trait, inlined)
+        traits = event.get("traits")
+        if isinstance(traits, dict):
+            value = traits.get("groupId")
+            if value == "":
+                value = None
+        else:
+            traits = EMPTY
+        if value is None:
+            ctx_traits = context.get("traits")
+            if isinstance(ctx_traits, dict):
+                value = ctx_traits.get("groupId")
+                if value == "":
+                    value = None
         if value is not None:
             if value.__class__ is not str:
                 label = "traits.groupId" if traits.get("groupId") is value else "context.traits.groupId"
@@ -172,26 +186,36 @@ class TrackBuilder:
             value = context.get("sessionId")
             label = "context.sessionId"
         if value is not None and value != "":
-            value = plain(value, label, warnings)
+            cls = value.__class__
+            # what plain() passes unchanged, decided without a call: text, or an int PX can hold
+            if not (cls is str or (cls is int and INT64_MIN <= value <= INT64_MAX)):
+                value = plain(value, label, warnings)
             if value is not None:
                 body["sessionId"] = value
         page = context.get("page")
         if page and isinstance(page, dict):
-            for key in ("url", "referrer"):
-                value = page.get(key)
-                if value is not None and value != "":
-                    if value.__class__ is not str:  # a URL is text: no label built for plain
-                        value = plain(value, "context.page." + key, warnings)
-                    if value is not None:
-                        body[key] = value
+            value = page.get("url")
+            if value is not None and value != "":
+                if value.__class__ is not str:  # a URL is text: no label built for plain
+                    value = plain(value, "context.page.url", warnings)
+                if value is not None:
+                    body["url"] = value
+            value = page.get("referrer")
+            if value is not None and value != "":
+                if value.__class__ is not str:
+                    value = plain(value, "context.page.referrer", warnings)
+                if value is not None:
+                    body["referrer"] = value
         body["attributes"] = attributes(properties, warnings) if properties else {}
         body["propertyKey"] = self._key
         body["userType"] = "USER"
-        global_context = self._global_context_of(properties, warnings)
+        global_context = self._global_context_of(properties, warnings) if properties else self._global_context
         if global_context:
             body["globalContext"] = global_context
+        message = event.get("messageId")  # message_id(), inlined
         return Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),),
-                    tuple(warnings) if warnings else NO_WARNINGS, message_id(event))
+                    tuple(warnings) if warnings else NO_WARNINGS,
+                    message if message.__class__ is str and message else None)
 
     def _global_context_of(self, properties, warnings):
         # MAPPING.md: a non-empty properties.globalContext wins over the configured one

@@ -198,7 +198,6 @@ def message_id(event):
 
 
 FULL_NAME = (fields.FULL_NAME_TRAIT,)
-GROUP_ID = ("groupId",)  # track: accountId from traits.groupId / context.traits.groupId
 
 
 def first_trait(names, traits, ctx_traits):
