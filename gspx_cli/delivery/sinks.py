@@ -38,16 +38,22 @@ class PrintSink:
         """Print the plan's listing; the event counts as (would be) delivered."""
         steps = plan.steps
         if len(steps) == 1 and type(steps[0]) is Call:  # a custom event: its own listing, and it teaches nothing
-            if self.error is None:
-                self._write(self._reporter.dry_run, record, plan, listing(steps, self._base_url), ())
-            self.estimate.add(steps)
-            return DELIVERED
-        known = self.known
-        unchanged = []
-        calls = expand(plan, known, unchanged)
+            calls, unchanged, known = steps, (), None
+        else:
+            known = self.known
+            unchanged = []
+            calls = expand(plan, known, unchanged)
         if self.error is None:
-            self._write(self._reporter.dry_run, record, plan, listing(calls, self._base_url), unchanged)
+            try:  # _write(), inlined: once per event
+                self._reporter.dry_run(record, plan, listing(calls, self._base_url), unchanged)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self.error = OutputError(None, "standard output", exc)
+                self._reporter.abandon_out()
         self.estimate.add(calls)
+        if known is None:
+            return DELIVERED
         for kind, object_id, last in surely_known(plan, known):
             known[kind].add(object_id, last)
         return DELIVERED

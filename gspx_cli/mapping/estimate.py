@@ -20,6 +20,16 @@ class Estimate:
     def add(self, calls):
         """Count one event's listing."""
         kinds, fewest, most = self._kinds, self.fewest, self.most
+        if len(calls) == 1:  # most events: one request either way (a custom event, an update alone)
+            call = calls[0]
+            if call.alt is None:
+                key = (call.method, call.known[0] if call.known is not None else call.path)
+                kind = kinds.get(key)
+                if kind is None:
+                    kind = kinds[key] = f"{call.method} {request_kind(call.path)}"
+                fewest[kind] += 1
+                most[kind] += 1
+                return
         straight = True  # every call leads to the next whatever the object's state: both paths are the listing
         for at, call in enumerate(calls, 1):
             if call.alt is not None or (call.ok is not None and call.ok != at):
@@ -30,7 +40,7 @@ class Estimate:
             fewest.update(fewest_kinds)
             most.update(most_kinds)
             return
-        for call in calls:  # most events: one request either way (a custom event, an update alone)
+        for call in calls:
             # the kind depends on the method and the object's kind (or the path, when it names no object)
             key = (call.method, call.known[0] if call.known is not None else call.path)
             kind = kinds.get(key)

@@ -65,26 +65,21 @@ class RunMemory:
         slot = key % size
         while True:  # the probe of _find, inlined: this runs once per event of a dry run
             held = slots[slot]
-            if held == _EMPTY:
+            if not held:  # _EMPTY
                 break
             if keys[held - 1] == key:
                 return self._where(self._places[held - 1])
             slot += 1
             if slot == size:
                 slot = 0
-        if source is self._last_source:  # most ids come from the input of the one before
-            entry = self._last_entry
-        else:
-            entry = self._entry(source)
-        self._added += 1
-        entry[1] = self._added
-        place = entry[2] | line_no
-        if len(keys) < self._limit:  # the ring still grows
+        entry = self._last_entry if source is self._last_source else self._entry(source)
+        added = entry[1] = self._added = self._added + 1
+        if added <= self._limit:  # the ring still grows
             keys.append(key)
-            self._places.append(place)
-            slots[slot] = len(keys)
+            self._places.append(entry[2] | line_no)
+            slots[slot] = added
         else:
-            self._replace_oldest(key, place)
+            self._replace_oldest(key, entry[2] | line_no)
         return None
 
     # -- the table ----------------------------------------------------------------------------------
