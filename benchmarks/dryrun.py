@@ -80,6 +80,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test, figures mean little")
     ap.add_argument("--pairs", type=int, help="rounds per figure [5]")
+    ap.add_argument("--before", help=f"a checkout of {BEFORE} to compare with (default: a git worktree of it)")
     args = ap.parse_args(argv)
     n_time, n_small, n_large, pairs = (2_000, 500, 5_000, 1) if args.quick else (100_000, 50_000, 500_000, 5)
     pairs = args.pairs or pairs
@@ -94,7 +95,7 @@ def main(argv=None):
         small = tmp / "small.ndjson"
         bench._prefix(large, small, n_small)
         bench.make_events(heavy, n_time, seed=9, mix=HEAVY_MIX)
-        tree = before_tree(tmp)
+        tree = Path(args.before) if args.before else before_tree(tmp)
         plain = {name: [sys.executable, "-c", bench.PLAIN_LOOP, str(path)] for name, path in
                  (("plain mix", mix), ("plain heavy", heavy))}
 
@@ -113,7 +114,7 @@ def main(argv=None):
                 cmds["before"] = dry_run(config, path, tree=tree)
             f5[label] = rounds(cmds, pairs)
     finally:
-        if tree is not None:
+        if tree is not None and not args.before:
             drop_tree(tree)
         shutil.rmtree(tmp, ignore_errors=True)
 
