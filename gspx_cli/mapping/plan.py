@@ -187,7 +187,7 @@ class KnownInMemory(dict):
 
 
 _one_field_digests = {}  # (name, text) -> digest of {name: text}: a group's attach body, one per account
-_ONE_FIELD_DIGESTS = 65_536  # past this many the cache starts again: it bounds memory, not correctness
+_ONE_FIELD_DIGESTS = 4096  # past this many (~1 MB) the cache starts again: it bounds memory, not correctness
 
 
 def body_digest(body):
