@@ -83,3 +83,42 @@ def test_a_dry_run_names_the_first_place_of_each_duplicate_across_files(tmp_path
     lines = [json.loads(x) for x in run.stdout.splitlines()]
     assert [line.get("skipped") for line in lines] == [
         None, None, None, f"duplicate messageId, first at {first}:3", None, f"duplicate messageId, first at {first}:1"]
+
+
+def test_an_event_left_out_by_a_filter_is_not_remembered_by_its_messageid(tmp_path):
+    cfg = write_config(tmp_path, "http://127.0.0.1:9")
+    path = write_events(tmp_path, [{"type": "track", "userId": "u", "event": "E", "messageId": "m1"},
+                                   {"type": "identify", "userId": "u", "messageId": "m1"},
+                                   {"type": "identify", "userId": "u", "messageId": "m1"}])
+    run = gspx("send", "--dry-run", "-c", cfg, "--type", "identify", path, key=None)
+    lines = [json.loads(x) for x in run.stdout.splitlines()]
+    assert lines[0] == {"input": f"{path}:1", "type": "track", "skipped": "filtered"}
+    assert "requests" in lines[1]  # the filtered track before it did not take its messageId
+    assert lines[2]["skipped"] == f"duplicate messageId, first at {path}:2"
+
+
+def test_the_estimate_counts_every_listing_shape_as_walking_its_two_paths_does():
+    from collections import Counter
+
+    from gspx_cli.delivery.executor import new_known
+    from gspx_cli.mapping.estimate import Estimate
+    from gspx_cli.mapping.plan import Plan, RequireUser, Update, Upsert, Write, expand, paths_cost
+
+    body = {"email": "a@b.c"}
+    plans = [Plan("track", "u", (Write("POST", "/events/custom", {"x": 1}),))]
+    for create_first in (False, True):
+        plans.append(Plan("identify", "u", (Upsert("user", "u", body, {"identifyId": "u", **body},
+                                                    create_first=create_first),)))
+        plans.append(Plan("group", "u", (RequireUser("u"), Upsert("account", "g", {"name": "G"}, None, "no name",
+                                                                  create_first=create_first),
+                                         Update("user", "u", {"accountId": "g"}))))
+    knowns = [new_known(), new_known()]
+    knowns[1]["user"].add("u", "")
+    knowns[1]["account"].add("g", "")
+    for known in knowns:
+        for plan in plans:
+            calls = expand(plan, known)
+            estimate = Estimate()
+            estimate.add(calls)
+            fewest, most = paths_cost(calls)
+            assert (estimate.fewest, estimate.most) == (Counter(fewest), Counter(most)), (plan, calls)
