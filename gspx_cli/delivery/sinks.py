@@ -61,7 +61,13 @@ class PrintSink:
     def record(self, record, result):
         """A skipped or invalid event has its line too."""
         if self.error is None:
-            self._write(self._reporter.dry_run, record, result)
+            try:  # _write(), inlined: once per event left out
+                self._reporter.dry_run(record, result)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self.error = OutputError(None, "standard output", exc)
+                self._reporter.abandon_out()
 
     def _write(self, write, *args):
         # BrokenPipeError (the reader of stdout left: `| head`) ends the run quietly in cli.py;
