@@ -53,8 +53,9 @@ def dry_run(config, path, *extra, tree=None):
            str(path)]
     if tree is None:
         return cmd
-    # PYTHONPATH before the installed package: the old tree's gspx_cli is the one imported
-    return ["env", f"PYTHONPATH={tree}", *cmd]
+    # PYTHONPATH before the installed package, and -P so that the current directory (a checkout of
+    # today's gspx_cli, as `python -m` would put first) is not: the old tree's gspx_cli is the one imported
+    return ["env", f"PYTHONPATH={tree}", sys.executable, "-P", *cmd[1:]]
 
 
 def rounds(cmds, n):
