@@ -6,6 +6,7 @@ from gspx_cli.mapping.plan import paths_cost, request_kind
 
 PX_DAILY_QUOTA = 1_000_000  # requests per day per subscription (PX's published reference, v0.1.6)
 _DAY = 86_400.0
+_SHAPES = 1024  # listing shapes remembered (a handful occur); past it, a shape is walked each time
 
 
 class Estimate:
@@ -16,6 +17,7 @@ class Estimate:
         self.fewest = Counter()
         self.most = Counter()
         self._kinds = {}  # (method, object kind or id-less path) -> request kind: a handful, made once
+        self._shapes = {}  # a listing's shape -> (its fewest, its most) request kinds and counts
 
     def add(self, calls):
         """Count one event's listing."""
@@ -30,24 +32,22 @@ class Estimate:
                 fewest[kind] += 1
                 most[kind] += 1
                 return
-        straight = True  # every call leads to the next whatever the object's state: both paths are the listing
-        for at, call in enumerate(calls, 1):
-            if call.alt is not None or (call.ok is not None and call.ok != at):
-                straight = False
-                break
-        if not straight:
+        # a longer listing (an object not known yet, a group): its two paths depend only on each call's
+        # method, object kind and where its answers lead, so each such shape is walked once
+        shape = tuple([(call.method, call.known[0] if call.known is not None else call.path, call.ok, call.alt)
+                       for call in calls])
+        counts = self._shapes.get(shape)
+        if counts is None:
+            if not calls:
+                return
             fewest_kinds, most_kinds = paths_cost(calls)
-            fewest.update(fewest_kinds)
-            most.update(most_kinds)
-            return
-        for call in calls:
-            # the kind depends on the method and the object's kind (or the path, when it names no object)
-            key = (call.method, call.known[0] if call.known is not None else call.path)
-            kind = kinds.get(key)
-            if kind is None:
-                kind = kinds[key] = f"{call.method} {request_kind(call.path)}"
-            fewest[kind] += 1
-            most[kind] += 1
+            counts = (tuple(Counter(fewest_kinds).items()), tuple(Counter(most_kinds).items()))
+            if len(self._shapes) < _SHAPES:
+                self._shapes[shape] = counts
+        for kind, n in counts[0]:
+            fewest[kind] += n
+        for kind, n in counts[1]:
+            most[kind] += n
 
     def figures(self, rate_limit, daily_budget=None):
         """The `estimate` of --report: requests fewest and most (total, by kind), and what they cost."""

@@ -175,9 +175,21 @@ def body_fingerprint(body):
     last_body, last = _last_fingerprint
     if last_body is body:
         return last
+    if len(body) == 1:  # the attach {"accountId": ...}: once per account
+        item = next(iter(body.items()))
+        if item[1].__class__ is str:
+            last = _one_field_fingerprints.get(item)
+            if last is None:
+                if len(_one_field_fingerprints) >= _ONE_FIELD_DIGESTS:
+                    _one_field_fingerprints.clear()
+                last = _one_field_fingerprints[item] = fingerprint(body)
+            return last  # the last-body slot keeps the account's body, asked for again after the attach
     last = fingerprint(body)
     _last_fingerprint = (body, last)
     return last
+
+
+_one_field_fingerprints = {}  # as _one_field_digests, for body_fingerprint
 
 
 class KnownInMemory(dict):
@@ -206,8 +218,7 @@ def body_digest(body):
                 if len(_one_field_digests) >= _ONE_FIELD_DIGESTS:
                     _one_field_digests.clear()
                 last = _one_field_digests[item] = digest(body)
-            _last_digest = (body, last)
-            return last
+            return last  # the last-body slot keeps the account's body, asked for again after the attach
     last = digest(body)
     _last_digest = (body, last)
     return last
