@@ -123,13 +123,14 @@ def _track(rng, user, account, ms):
     return event
 
 
-def make_events(path, n, seed=5):
-    """Write n deterministic synthetic events as NDJSON; returns the number of distinct users."""
+def make_events(path, n, seed=5, mix=TYPE_MIX):
+    """Write n deterministic synthetic events as NDJSON; returns the number of distinct users.
+    mix: (type, weight) pairs; a user's first event is an identify whatever it says."""
     rng = random.Random(seed)
     n_users = max(2, round(n * USERS_PER_EVENT))
     n_accounts = max(1, round(n_users * ACCOUNTS_PER_USER))
     account_of = [f"acct-{i % n_accounts:05d}" for i in range(n_users)]
-    types, weights = zip(*TYPE_MIX)
+    types, weights = zip(*mix)
     seen = set()
     ms = 1714560000000
     import json  # the generator's own, independent of gspx's jsonio

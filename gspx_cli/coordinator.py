@@ -27,6 +27,7 @@ CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
 STOP_GRACE = 1.0  # beyond delivery.timeout, for requests in flight to come back after a stop
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 _EVENT_TYPES = fields.SENT_TYPES | fields.SKIPPED_TYPES
+_FILTERED_AS = {t: Skipped(t, FILTERED) for t in (*_EVENT_TYPES, None)}  # one value per type, shared
 
 
 class StopFlag:
@@ -250,6 +251,11 @@ class Coordinator:
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
         checkpoint = ledger.checkpoint
         resuming = self._resuming
+        keep = self._filter.keep if self._filter is not None else None
+        messages = self._messages
+        # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
+        claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
+                 else None)
         if checkpoint is None:  # nothing to open per line: count the batch at once
             ledger.stats.read += len(batch)
         for record in batch:
@@ -262,8 +268,13 @@ class Coordinator:
                     result = Skipped(None, record.problem, (f"{record.problem}: the file is skipped",))
                 else:
                     result = Invalid(record.problem)
-            elif self._filter is not None and not self._filter.keep(record.event):
-                result = Skipped(_type_of(record), FILTERED)
+            elif keep is not None and not keep(record.event):
+                # left out before mapping: its type for the counts, one line, no listing, estimate or messageId
+                event_type = _type_of(record)
+                result = _FILTERED_AS.get(event_type) or Skipped(event_type, FILTERED)
+                sink.record(record, result)
+                settle(record, SKIPPED, FILTERED, event_type)
+                continue
             else:
                 try:
                     result = map_event(record.event)
@@ -276,8 +287,11 @@ class Coordinator:
             kind = type(result)
             if kind is Plan:
                 message_id = result.message_id
-                if message_id is not None and self._messages is not None:
-                    first = self._messages.delivered_at(message_id)
+                if message_id is not None and messages is not None:
+                    if claim is not None:
+                        first = claim(message_id, record.source, record.line_no)
+                    else:
+                        first = messages.delivered_at(message_id)
                     if first is not None:  # MAPPING.md "Duplicate events": never sent twice
                         sink.record(record, Skipped(result.type, f"{DUPLICATE}, first at {first}" if first
                                                     else DUPLICATE))
@@ -288,11 +302,11 @@ class Coordinator:
                 done = submit(record, result)
                 if done is None:
                     self._outstanding += 1
-                    if message_id is not None and self._messages is not None:
+                    if message_id is not None and messages is not None:
                         self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
-                else:  # completed at once (a dry run): nothing with its messageId is left in the sink
-                    if done is DELIVERED and message_id is not None and self._messages is not None:
-                        self._messages.add(message_id, record.source, record.line_no)
+                else:  # completed at once: remembered above (claim), nothing with its messageId is left in the sink
+                    if done is DELIVERED and message_id is not None and messages is not None and claim is None:
+                        messages.add(message_id, record.source, record.line_no)
                     settle(record, done, None, result.type)
                 continue
             sink.record(record, result)

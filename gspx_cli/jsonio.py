@@ -139,13 +139,33 @@ def _dumps_bytes(obj, option, end):
 def digest(obj):
     """A short fingerprint of a JSON value: equal for equal values, whatever the order of object keys
     (MAPPING.md "Unchanged writes"); kept in the checkpoint for every object written."""
-    import hashlib
-
     try:
         text = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # ints beyond 64 bits: the stdlib writes them exactly
         text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.blake2b(text, digest_size=12).hexdigest()
+    return (_blake2b or _hash_function())(text, digest_size=12).hexdigest()
+
+
+_blake2b = None  # hashlib is imported at the first digest, not at start-up
+
+
+def fingerprint(obj):
+    """Like digest(), equal for equal values whatever the order of object keys, at about half its cost:
+    Python's hash of the key-sorted JSON text, salted per process, so only for what never leaves it
+    (the dry run's knowledge of PX). Never 0, so it reads as a known last write."""
+    try:
+        text = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # ints beyond 64 bits: the stdlib writes them exactly
+        text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return hash(text) or 1
+
+
+def _hash_function():
+    global _blake2b
+    from hashlib import blake2b
+
+    _blake2b = blake2b
+    return blake2b
 
 
 def _reject_lone_surrogates(value):

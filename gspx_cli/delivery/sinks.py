@@ -14,7 +14,7 @@ from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, Ou
 from gspx_cli.delivery.executor import Executor, Skip, new_known
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
 from gspx_cli.mapping.estimate import Estimate
-from gspx_cli.mapping.plan import expand, listing, surely_known
+from gspx_cli.mapping.plan import Call, KnownInMemory, expand, listing, surely_known
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
 
@@ -23,13 +23,15 @@ class PrintSink:
     """The dry run: each event's listing goes to stdout at once; the run's knowledge is simulated."""
 
     remembers = False  # a dry run settles nothing: the checkpoint's memory is neither read nor written
+    completes_at_once = True  # submit() returns the outcome: the coordinator remembers a messageId as it submits
 
     def __init__(self, reporter, base_url, mode=None):
         self._reporter = reporter
         self._base_url = base_url
         self._mode = mode  # delivery.upsert
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
-        self.known = new_known()
+        # remembered by fingerprint, not by the checkpoint's digest: this knowledge never leaves the process
+        self.known = KnownInMemory(new_known())
         # per kind, id -> (FILE, LINE of the event whose write made it known, known before it): a write it
         # makes unchanged is listed all the same, for when that one is not applied (CLI.md "Dry-run output");
         # bounded like known
@@ -39,15 +41,27 @@ class PrintSink:
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
-        known, origin = self.known, self._origin
-        unchanged = []
-        calls = expand(plan, known, unchanged, self._mode, origin)
+        steps = plan.steps
+        if len(steps) == 1 and type(steps[0]) is Call:  # a custom event: its own listing, and it teaches nothing
+            calls, unchanged, known = steps, (), None
+        else:
+            known = self.known
+            unchanged = []
+            calls = expand(plan, known, unchanged, self._mode, self._origin)
         if self.error is None:
-            self._write(self._reporter.dry_run, record, plan, listing(calls, self._base_url), unchanged)
+            try:  # _write(), inlined: once per event
+                self._reporter.dry_run(record, plan, listing(calls, self._base_url), unchanged)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self.error = OutputError(None, "standard output", exc)
+                self._reporter.abandon_out()
         self.estimate.add(calls)
+        if known is None:
+            return DELIVERED
         learnt = surely_known(plan, known, self._mode)
         if learnt:
-            source, line_no = record.source, record.line_no
+            origin, source, line_no = self._origin, record.source, record.line_no
             for kind, object_id, last in learnt:
                 before = known[kind].get(object_id) is not None
                 known[kind].add(object_id, last)
@@ -57,7 +71,13 @@ class PrintSink:
     def record(self, record, result):
         """A skipped or invalid event has its line too."""
         if self.error is None:
-            self._write(self._reporter.dry_run, record, result)
+            try:  # _write(), inlined: once per event left out
+                self._reporter.dry_run(record, result)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self.error = OutputError(None, "standard output", exc)
+                self._reporter.abandon_out()
 
     def _write(self, write, *args):
         # BrokenPipeError (the reader of stdout left: `| head`) ends the run quietly in cli.py;
@@ -97,6 +117,7 @@ class HttpSink:
 
     error = None  # its outputs are the ledger's; nothing of its own can fail to be written
     remembers = True  # what it learns of PX goes to the checkpoint, and what the checkpoint knows to it
+    completes_at_once = False  # outcomes come back on the inbox
 
     def __init__(self, settings, reporter, inbox, req_stats, session=None, budget=None, dedupe=True):
         from gspx_cli.delivery import gate

@@ -6,6 +6,7 @@ from gspx_cli.mapping.plan import paths_cost, request_kind
 
 PX_DAILY_QUOTA = 1_000_000  # requests per day per subscription (PX's published reference, v0.1.6)
 _DAY = 86_400.0
+_SHAPES = 1024  # listing shapes remembered (a handful occur); past it, a shape is walked each time
 
 
 class Estimate:
@@ -15,20 +16,38 @@ class Estimate:
     def __init__(self):
         self.fewest = Counter()
         self.most = Counter()
+        self._kinds = {}  # (method, object kind or id-less path) -> request kind: a handful, made once
+        self._shapes = {}  # a listing's shape -> (its fewest, its most) request kinds and counts
 
     def add(self, calls):
         """Count one event's listing."""
-        if len(calls) == 1:  # one request either way (a custom event, an update alone): most events
+        kinds, fewest, most = self._kinds, self.fewest, self.most
+        if len(calls) == 1:  # most events: one request either way (a custom event, an update alone)
             call = calls[0]
-            kind = f"{call.method} {request_kind(call.path)}"
-            self.fewest[kind] += 1
-            self.most[kind] += 1
-            return
-        if not calls:
-            return
-        fewest, most = paths_cost(calls)
-        self.fewest.update(fewest)
-        self.most.update(most)
+            if call.alt is None:
+                key = (call.method, call.known[0] if call.known is not None else call.path)
+                kind = kinds.get(key)
+                if kind is None:
+                    kind = kinds[key] = f"{call.method} {request_kind(call.path)}"
+                fewest[kind] += 1
+                most[kind] += 1
+                return
+        # a longer listing (an object not known yet, a group): its two paths depend only on each call's
+        # method, object kind and where its answers lead, so each such shape is walked once
+        shape = tuple([(call.method, call.known[0] if call.known is not None else call.path, call.ok, call.alt)
+                       for call in calls])
+        counts = self._shapes.get(shape)
+        if counts is None:
+            if not calls:
+                return
+            fewest_kinds, most_kinds = paths_cost(calls)
+            counts = (tuple(Counter(fewest_kinds).items()), tuple(Counter(most_kinds).items()))
+            if len(self._shapes) < _SHAPES:
+                self._shapes[shape] = counts
+        for kind, n in counts[0]:
+            fewest[kind] += n
+        for kind, n in counts[1]:
+            most[kind] += n
 
     def figures(self, rate_limit, daily_budget=None):
         """The `estimate` of --report: requests fewest and most (total, by kind), and what they cost."""

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from gspx_cli.jsonio import digest
+from gspx_cli.jsonio import digest, fingerprint
 
 # MAPPING.md "Gainsight PX REST API": create path, then one object's path
 _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
@@ -242,13 +242,60 @@ def _expand_update(step, calls, mode, account):
 _last_digest = (None, None)  # (body, its digest): the listing and surely_known() ask for the same body in turn
 
 
+_last_fingerprint = (None, None)
+
+
+def body_fingerprint(body):
+    """jsonio.fingerprint of a body, computed once when asked for twice in a row (as body_digest): what a
+    `known` that never leaves the process (the dry run's, KnownInMemory) remembers of a write."""
+    global _last_fingerprint
+    last_body, last = _last_fingerprint
+    if last_body is body:
+        return last
+    if len(body) == 1:  # the attach {"accountId": ...}: once per account
+        item = next(iter(body.items()))
+        if item[1].__class__ is str:
+            last = _one_field_fingerprints.get(item)
+            if last is None:
+                if len(_one_field_fingerprints) >= _ONE_FIELD_DIGESTS:
+                    _one_field_fingerprints.clear()
+                last = _one_field_fingerprints[item] = fingerprint(body)
+            return last  # the last-body slot keeps the account's body, asked for again after the attach
+    last = fingerprint(body)
+    _last_fingerprint = (body, last)
+    return last
+
+
+_one_field_fingerprints = {}  # as _one_field_digests, for body_fingerprint
+
+
+class KnownInMemory(dict):
+    """expand()'s `known` for knowledge kept only in this process: writes remembered by body_fingerprint."""
+
+    digest = staticmethod(body_fingerprint)
+
+
+_one_field_digests = {}  # (name, text) -> digest of {name: text}: a group's attach body, one per account
+_ONE_FIELD_DIGESTS = 4096  # past this many (~1 MB) the cache starts again: it bounds memory, not correctness
+
+
 def body_digest(body):
     """jsonio.digest of a body, computed once when it is asked for twice in a row (it holds the body, so
-    `is` cannot match a new dict at a reused address; swapping a tuple is safe across threads)."""
+    `is` cannot match a new dict at a reused address; swapping a tuple is safe across threads), and once
+    per value for a one-field body of text (the attach {"accountId": ...})."""
     global _last_digest
     last_body, last = _last_digest
     if last_body is body:
         return last
+    if len(body) == 1:
+        item = next(iter(body.items()))
+        if item[1].__class__ is str:
+            last = _one_field_digests.get(item)
+            if last is None:
+                if len(_one_field_digests) >= _ONE_FIELD_DIGESTS:
+                    _one_field_digests.clear()
+                last = _one_field_digests[item] = digest(body)
+            return last  # the last-body slot keeps the account's body, asked for again after the attach
     last = digest(body)
     _last_digest = (body, last)
     return last
@@ -256,7 +303,8 @@ def body_digest(body):
 
 def _unchanged(known, kind, object_id, body, unchanged):
     last = known[kind].get(object_id)
-    if not last or last != body_digest(body):
+    # a `known` that never leaves the process (the dry run's KnownInMemory) remembers cheaper fingerprints
+    if not last or last != getattr(known, "digest", body_digest)(body):
         return False
     if unchanged is not None:
         unchanged.append((kind, object_id))
@@ -365,6 +413,7 @@ def surely_known(plan, known, mode=None):
     learnt = []
     if len(plan.steps) == 1 and type(plan.steps[0]) is Call:  # a custom event teaches nothing
         return learnt
+    digest_of = getattr(known, "digest", body_digest)
     for step in plan.steps:
         kind = type(step)
         if kind is RequireUser:
@@ -375,13 +424,13 @@ def surely_known(plan, known, mode=None):
             if not is_known and (step.create_body is None or mode == UPDATE_ONLY):
                 return learnt
             if mode != CREATE_ONLY:
-                learnt.append((step.kind, step.id, body_digest(step.update_body)))
+                learnt.append((step.kind, step.id, digest_of(step.update_body)))
             elif not is_known:
                 learnt.append((step.kind, step.id, ""))
         elif kind is Update:  # the attach: sure only of a user known or made by this very plan
             if known[step.kind].get(step.id) is None and (step.kind, step.id) not in {k[:2] for k in learnt}:
                 return learnt
-            learnt.append((step.kind, step.id, "" if mode == CREATE_ONLY else body_digest(step.body)))
+            learnt.append((step.kind, step.id, "" if mode == CREATE_ONLY else digest_of(step.body)))
     return learnt
 
 

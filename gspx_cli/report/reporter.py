@@ -9,6 +9,8 @@ import time
 # rich (~30 ms to import) is imported where something is first drawn: a `-q` run that prints
 # nothing never loads it (issue 13: start-up).
 
+import orjson
+
 from gspx_cli import jsonio
 from gspx_cli.report.report_json import report_data, write_report  # noqa: F401 - re-exported: cli.py and tests use them
 from gspx_cli.report.progress import ProgressText, _PlainProgress  # noqa: F401 - _PlainProgress: tests name it here
@@ -16,6 +18,13 @@ from gspx_cli.report.progress import animates, isatty, show, wanted
 from gspx_cli.report.summary import print_summary
 from gspx_cli.mapping.plan import Plan, Skipped
 from gspx_cli.report.timetext import clock_time, duration
+from gspx_cli.mapping.fields import SENT_TYPES, SKIPPED_TYPES
+from gspx_cli.mapping.filters import FILTERED
+
+# the end of a dry-run line for an event left out by a filter, per type: `,"type":T,"skipped":"filtered"}` and
+# the line end, as jsonio.dumps_line writes it (a type that is None writes null, so it takes the general way)
+_SKIP_TAILS = {(t, FILTERED): jsonio.dumps_line({"type": t, "skipped": FILTERED}).replace(b"{", b",", 1)
+               for t in SENT_TYPES | SKIPPED_TYPES}
 
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
@@ -56,6 +65,15 @@ class Reporter:
                 line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
                                               for kind, object_id in unchanged)
         elif type(result) is Skipped:
+            tail = _SKIP_TAILS.get((result.type, result.reason))
+            if tail is not None:  # one of a handful (a filtered track): the line's end is made once
+                try:
+                    line = b'{"input":' + orjson.dumps(record.where) + tail
+                except TypeError:  # a name orjson will not write (a lone surrogate): the general way
+                    pass
+                else:
+                    (self._dry_write or self._dry_writer())(line)
+                    return
             line = {"input": record.where, "type": result.type, "skipped": result.reason}
         else:
             line = {"input": record.where, "error": result.message}

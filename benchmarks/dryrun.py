@@ -1,0 +1,143 @@
+"""The dry run's speed and memory (issue 22): `python benchmarks/dryrun.py [--quick] [--pairs N]`.
+
+Three figures, each a ratio of things measured side by side in this run (children without
+PYTHONUNBUFFERED, stdout to /dev/null; inputs from bench.py's generator, each event its own messageId):
+
+3. peak RSS of a dry run over 500,000 events / over 50,000 (target <= 1.3, and <= 60 MB);
+4. a dry run with `--type identify -q` over 100,000 events of bench.py's mix (20% identify, 10% group,
+   70% track) / the stdlib `json.loads` + `json.dumps` loop over the same lines (target <= 0.6);
+5. a dry run keeping everything / the stdlib loop, on bench.py's mix and on an identify- and group-heavy
+   one (35% identify, 20% group, 45% track; both with attribute maps and a global context), and the
+   same command at BEFORE (3ac9130: before the quota work, from a git worktree when the history is
+   there) / the stdlib loop, the three run in turn (ABC, then rotated) so drift cancels.
+
+Ratios are medians of per-round ratios; the CPU-time ratio is printed beside the wall-time one (on
+a shared machine it moves less).
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import shutil
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench  # noqa: E402
+
+BEFORE = "3ac9130"  # the last commit before the quota work (issue 17)
+HEAVY_MIX = (("track", 0.45), ("identify", 0.35), ("group", 0.20))
+
+
+def before_tree(tmp):
+    """A worktree of BEFORE, or None when the history is not there."""
+    dest = tmp / "before"
+    try:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), BEFORE],
+                       check=True, capture_output=True)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    return dest
+
+
+def drop_tree(path):
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
+
+
+def dry_run(config, path, *extra, tree=None):
+    cmd = [sys.executable, "-m", "gspx_cli", "send", "--dry-run", "--no-progress", "-c", str(config), *extra,
+           str(path)]
+    if tree is None:
+        return cmd
+    # PYTHONPATH before the installed package, and -P so that the current directory (a checkout of
+    # today's gspx_cli, as `python -m` would put first) is not: the old tree's gspx_cli is the one imported
+    return ["env", f"PYTHONPATH={tree}", sys.executable, "-P", *cmd[1:]]
+
+
+def rounds(cmds, n):
+    """{name: {"wall": [...], "cpu": [...]}} over n rounds, the order rotated each round."""
+    names = list(cmds)
+    for name in names:  # warm-up: page cache, bytecode
+        bench._run(cmds[name])
+    out = {name: {"wall": [], "cpu": []} for name in names}
+    for i in range(n):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            wall, cpu, _ = bench._run(cmds[name])
+            out[name]["wall"].append(wall)
+            out[name]["cpu"].append(cpu)
+    return out
+
+
+def ratio(times, a, b, measure):
+    return statistics.median(x / y for x, y in zip(times[a][measure], times[b][measure]))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test, figures mean little")
+    ap.add_argument("--pairs", type=int, help="rounds per figure [5]")
+    ap.add_argument("--before", help=f"a checkout of {BEFORE} to compare with (default: a git worktree of it)")
+    args = ap.parse_args(argv)
+    n_time, n_small, n_large, pairs = (2_000, 500, 5_000, 1) if args.quick else (100_000, 50_000, 500_000, 5)
+    pairs = args.pairs or pairs
+    tmp = Path(tempfile.mkdtemp(prefix="gspx-dryrun-"))
+    tree = None
+    try:
+        config = tmp / "gspx.yaml"
+        bench.write_config(config)  # attribute maps and a global context
+        mix, heavy, large = tmp / "mix.ndjson", tmp / "heavy.ndjson", tmp / "large.ndjson"
+        bench.make_events(large, n_large)
+        bench._prefix(large, mix, n_time)
+        small = tmp / "small.ndjson"
+        bench._prefix(large, small, n_small)
+        bench.make_events(heavy, n_time, seed=9, mix=HEAVY_MIX)
+        tree = Path(args.before) if args.before else before_tree(tmp)
+        plain = {name: [sys.executable, "-c", bench.PLAIN_LOOP, str(path)] for name, path in
+                 (("plain mix", mix), ("plain heavy", heavy))}
+
+        print(f"3/5 peak RSS, {n_large:,} and {n_small:,} events...", file=sys.stderr)
+        rss_large = bench._run(dry_run(config, large))[2]
+        rss_small = bench._run(dry_run(config, small))[2]
+
+        print(f"4/5 --type identify, {n_time:,} events, {pairs} rounds...", file=sys.stderr)
+        f4 = rounds({"gspx": dry_run(config, mix, "-q", "--type", "identify"), "plain": plain["plain mix"]}, pairs)
+
+        f5 = {}
+        for label, path in (("mix", mix), ("heavy", heavy)):
+            print(f"5/5 keeping everything, {label}, {n_time:,} events, {pairs} rounds...", file=sys.stderr)
+            cmds = {"gspx": dry_run(config, path), "plain": plain[f"plain {label}"]}
+            if tree is not None:
+                cmds["before"] = dry_run(config, path, tree=tree)
+            f5[label] = rounds(cmds, pairs)
+    finally:
+        if tree is not None and not args.before:
+            drop_tree(tree)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    med = statistics.median
+    print("| # | figure | measured | ratio | target |")
+    print("|---|---|---|---|---|")
+    print(f"| 3 | peak RSS of a dry run, {n_large:,} / {n_small:,} events (each its own messageId) "
+          f"| {bench._mb(rss_large)} / {bench._mb(rss_small)} | **{rss_large / rss_small:.2f}** | <= 1.3, <= 60 MB |")
+    print(f"| 4 | dry run `--type identify -q` / stdlib loop, {n_time:,} events (20% identify) "
+          f"| {med(f4['gspx']['wall']):.2f} s / {med(f4['plain']['wall']):.2f} s "
+          f"| **{ratio(f4, 'gspx', 'plain', 'wall'):.2f}** (CPU {ratio(f4, 'gspx', 'plain', 'cpu'):.2f}) | <= 0.6 |")
+    for label, what in (("mix", "bench.py's mix (70% track)"), ("heavy", "identify- and group-heavy (45% track)")):
+        t = f5[label]
+        before = (f"; at {BEFORE}: {med(t['before']['wall']):.2f} s, **{ratio(t, 'before', 'plain', 'wall'):.2f}** "
+                  f"(CPU {ratio(t, 'before', 'plain', 'cpu'):.2f}); now / {BEFORE}: "
+                  f"**{ratio(t, 'gspx', 'before', 'wall'):.2f}**") if "before" in t else ""
+        print(f"| 5 | dry run / stdlib loop, {n_time:,} events, {what} "
+              f"| {med(t['gspx']['wall']):.2f} s / {med(t['plain']['wall']):.2f} s "
+              f"| **{ratio(t, 'gspx', 'plain', 'wall'):.2f}** (CPU {ratio(t, 'gspx', 'plain', 'cpu'):.2f}){before} "
+              f"| below {BEFORE}, then 1.0 |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

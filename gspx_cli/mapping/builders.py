@@ -1,0 +1,236 @@
+"""The per-type builders (MAPPING.md "identify", "group", "track"): one event of that type -> a Plan or Invalid.
+
+Each is made once per run from the Settings (its field table flattened with the attribute map, its
+paths and flags bound), so mapping an event is one pass over what it holds.
+"""
+
+from gspx_cli.mapping import fields
+from gspx_cli.mapping.convert import INT64_MAX, INT64_MIN, has_non_finite, plain, show, to_str
+from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Update, Upsert, Write
+from gspx_cli.mapping.reading import (BODY, COORDINATES, EMPTY, FULL_NAME, LOCATION, NO_WARNINGS,
+                                      attributes, check_id, collect, event_name, event_time, finish,
+                                      first_of, first_trait, key_paths, message_id, split_name, trait_sources,
+                                      trait_table, user_id_of)
+
+_LOCATION_TABLES = ((LOCATION, fields.LOCATION_FIELDS), (COORDINATES, fields.COORDINATE_FIELDS))
+
+
+class IdentifyBuilder:
+    """identify -> create or update a PX User."""
+
+    def __init__(self, settings):
+        self._key = settings.product_tag_key
+        self._create_first = settings.delivery.upsert == "create-first"
+        self._traits = trait_table(((BODY, fields.USER_FIELDS), *_LOCATION_TABLES),
+                                   settings.user_attribute_map, fields.USER_DEFAULT_TRAITS)
+        # names are read alias by alias, all of `traits` before `context.traits`
+        self._names = tuple((f.px, f.traits) for f in fields.NAME_FIELDS)
+        self._user_id_paths = key_paths(*fields.USER_ID_PATHS)
+
+    def __call__(self, event, event_type, options):
+        user_id, problem = user_id_of(event, self._user_id_paths, event_type)
+        if problem:
+            return Invalid(problem, event_type)
+        warnings = []
+        traits, ctx_traits = trait_sources(event)
+        body, location, coordinates, custom = slots = ({}, {}, {}, {})
+        collect(self._traits, traits, ctx_traits, slots, warnings)
+        for px, aliases in self._names:
+            value = traits.get(aliases[0])  # most often there: the first alias in `traits` wins at once
+            if value is None or value == "":
+                value = first_trait(aliases, traits, ctx_traits)
+            if value is not None and value.__class__ is not str:
+                value = plain(value, px, warnings)
+            if value is not None:
+                body[px] = value
+        if "firstName" not in body or "lastName" not in body:
+            split_name(body, first_trait(FULL_NAME, traits, ctx_traits))
+        finish(body, location, coordinates, custom)
+        body["type"] = "USER"
+        body["propertyKeys"] = [self._key]
+
+        create = {"identifyId": user_id, **body}
+        if "signUpDate" not in body or "createDate" not in body:
+            when = event_time(event, warnings)
+            if when is not None:
+                create.setdefault("signUpDate", when)
+                create.setdefault("createDate", when)
+        step = Upsert(kind="user", id=user_id, update_body=body, create_body=create, create_first=self._create_first)
+        return Plan(event_type, user_id, (step,), tuple(warnings) if warnings else NO_WARNINGS,
+                    message_id(event))
+
+
+class GroupBuilder:
+    """group -> create or update a PX Account, then attach the user."""
+
+    def __init__(self, settings):
+        self._key = settings.product_tag_key
+        self._create_first = settings.delivery.upsert == "create-first"
+        self._limit_api = bool(settings.limit_api_for_group)
+        # MAPPING.md "group": account attributes come from the group's `traits` only
+        self._traits = trait_table(((BODY, fields.ACCOUNT_FIELDS), *_LOCATION_TABLES),
+                                   settings.account_attribute_map, fields.ACCOUNT_DEFAULT_TRAITS)
+        # for group events `traits` describe the account, so they are not read for the user id
+        self._user_id_paths = key_paths(*fields.GROUP_USER_ID_PATHS)
+        self._group_id_paths = key_paths(*fields.GROUP_ID_PATHS)
+
+    def __call__(self, event, event_type, options):
+        user_id, problem = user_id_of(event, self._user_id_paths, event_type)
+        if problem:
+            return Invalid(problem, event_type)
+        value, label = first_of(event, self._group_id_paths)
+        if value is None:
+            return Invalid("groupId is required for group", event_type)
+        group_id, problem = check_id(value, label)
+        if problem:
+            return Invalid(problem, event_type)
+
+        warnings = []
+        traits, _ = trait_sources(event)
+        body, location, coordinates, custom = slots = ({}, {}, {}, {})
+        collect(self._traits, traits, EMPTY, slots, warnings)
+        finish(body, location, coordinates, custom)
+        body["propertyKeys"] = [self._key]
+
+        create, create_error = None, None
+        if "name" in body:
+            create = {"id": group_id, **body}
+            if "createDate" not in body:  # only a create gets the event time (MAPPING.md)
+                when = event_time(event, warnings)
+                if when is not None:
+                    create["createDate"] = when
+        else:
+            create_error = (
+                f"account {group_id!r} does not exist and cannot be created without a name "
+                "(traits.name)"
+            )
+
+        limit = self._limit_api
+        if options is not None:
+            option_name, option_values = options
+            flag = option_values.get("limitAPIForGroup")
+            if flag is True:
+                limit = True
+            elif flag is not None and flag is not False:
+                # MAPPING.md "group": only the boolean true counts; "true", 1, "yes" do not
+                warnings.append(
+                    f"integrations.{option_name}.limitAPIForGroup: {show(flag)} is not a JSON boolean "
+                    "(only true turns the fewer-calls flow on); ignored"
+                )
+        upsert = Upsert(
+            kind="account", id=group_id, update_body=body, create_body=create,
+            create_error=create_error, create_first=self._create_first,
+        )
+        attach = Update("user", user_id, {"accountId": group_id})
+        steps = (upsert, attach) if limit else (RequireUser(user_id), upsert, attach)
+        return Plan(event_type, user_id, steps, tuple(warnings) if warnings else NO_WARNINGS,
+                    message_id(event))
+
+
+class TrackBuilder:
+    """track -> one PX custom event."""
+
+    def __init__(self, settings):
+        self._key = settings.product_tag_key
+        self._global_context = settings.global_context or None
+        self._user_id_paths = key_paths(*fields.USER_ID_PATHS)
+
+    def __call__(self, event, event_type, options):
+        user_id, problem = user_id_of(event, self._user_id_paths, event_type)
+        if problem:
+            return Invalid(problem, event_type)
+        name = event.get("event")
+        if name.__class__ is not str or not name:
+            name, problem = event_name(name)
+            if problem:
+                return Invalid(problem, event_type)
+
+        warnings = []
+        properties = event.get("properties")
+        if properties is None:
+            properties = EMPTY
+        elif not isinstance(properties, dict):
+            warnings.append(f"properties: not an object ({show(properties)}); ignored")
+            properties = EMPTY
+        context = event.get("context")
+        if not isinstance(context, dict):
+            context = EMPTY
+
+        body = {"identifyId": user_id, "eventName": name}
+        date = event_time(event, warnings, properties.get("date"))
+        if date is not None:
+            body["date"] = date
+        value = None  # accountId: traits.groupId, else context.traits.groupId (first_trait, inlined)
+        traits = event.get("traits")
+        if isinstance(traits, dict):
+            value = traits.get("groupId")
+            if value == "":
+                value = None
+        else:
+            traits = EMPTY
+        if value is None:
+            ctx_traits = context.get("traits")
+            if isinstance(ctx_traits, dict):
+                value = ctx_traits.get("groupId")
+                if value == "":
+                    value = None
+        if value is not None:
+            if value.__class__ is not str:
+                label = "traits.groupId" if traits.get("groupId") is value else "context.traits.groupId"
+                value = to_str(value, label, warnings)
+            if value is not None:
+                body["accountId"] = value
+        value = properties.get("sessionId")
+        label = "properties.sessionId"
+        if value is None or value == "":
+            value = context.get("sessionId")
+            label = "context.sessionId"
+        if value is not None and value != "":
+            cls = value.__class__
+            # what plain() passes unchanged, decided without a call: text, or an int PX can hold
+            if not (cls is str or (cls is int and INT64_MIN <= value <= INT64_MAX)):
+                value = plain(value, label, warnings)
+            if value is not None:
+                body["sessionId"] = value
+        page = context.get("page")
+        if page and isinstance(page, dict):
+            value = page.get("url")
+            if value is not None and value != "":
+                if value.__class__ is not str:  # a URL is text: no label built for plain
+                    value = plain(value, "context.page.url", warnings)
+                if value is not None:
+                    body["url"] = value
+            value = page.get("referrer")
+            if value is not None and value != "":
+                if value.__class__ is not str:
+                    value = plain(value, "context.page.referrer", warnings)
+                if value is not None:
+                    body["referrer"] = value
+        body["attributes"] = attributes(properties, warnings) if properties else {}
+        body["propertyKey"] = self._key
+        body["userType"] = "USER"
+        global_context = self._global_context_of(properties, warnings) if properties else self._global_context
+        if global_context:
+            body["globalContext"] = global_context
+        message = event.get("messageId")  # message_id(), inlined
+        return Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),),
+                    tuple(warnings) if warnings else NO_WARNINGS,
+                    message if message.__class__ is str and message else None)
+
+    def _global_context_of(self, properties, warnings):
+        # MAPPING.md: a non-empty properties.globalContext wins over the configured one
+        value = properties.get("globalContext")
+        if value:
+            if isinstance(value, dict):
+                if not has_non_finite(value):
+                    return value
+                warnings.append(
+                    "properties.globalContext: holds a number that is not finite; "
+                    "the configured global context is used"
+                )
+            else:
+                warnings.append(
+                    f"properties.globalContext: not an object ({show(value)}); "
+                    "the configured global context is used"
+                )
+        return self._global_context
