@@ -186,7 +186,7 @@ def test_a_resume_skips_the_prefix_and_what_was_settled_beyond_it(tmp_path):
     first.close()
 
     again = Checkpoint(path)
-    assert again.skip_lines() == {source_key(src): 2}
+    assert again.settled_prefix(src) == 2
     assert again.resumes_beyond_prefix
     assert [again.already_settled(r) for r in _records(src, 3, 3)] == [False, True, False]
     assert again.already_settled(_records(src, 4)[0])

@@ -9,7 +9,6 @@ never opens the checkpoint.
 import errno
 import os
 import sqlite3
-import tempfile
 
 from gspx_cli import jsonio
 from gspx_cli.errors import ConfigError
@@ -37,7 +36,7 @@ _SCHEMA = (
     # cover what was in flight), and its identity when it was saved
     "CREATE TABLE inputs (key TEXT PRIMARY KEY, settled_lines INTEGER NOT NULL, settled_after TEXT, "
     "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT, version TEXT, "
-    "lines INTEGER) "
+    "lines INTEGER, mtime_ns INTEGER, inode INTEGER) "
     "WITHOUT ROWID",
     # input names of `delivered`, once each: tens of millions of rows must not repeat a path each
     "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
@@ -48,12 +47,14 @@ _SCHEMA = (
     "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
 )
 # version: an object's ETag or generation (remote.identity), and lines: how many it has once read to its
-# end; block and the hashes are a file's on disk
+# end; block and the hashes are a file's on disk, and for a file found in a directory that was read to its
+# end, mtime_ns and inode with lines: what it was when read whole (a rerun skips it on a stat alone)
 _INPUT_COLUMNS = ("key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256, version, "
-                  "lines")
-_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version", "lines")
-_OBJECT_COLUMNS = (("version", "TEXT"), ("lines", "INTEGER"))  # added by the release that read object stores
+                  "lines, mtime_ns, inode")
+_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
+_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version", "lines", "mtime_ns", "inode")
+# added by later releases: the objects' identity (object stores), a file's stat when read whole (issue 22)
+_ADDED_COLUMNS = (("version", "TEXT"), ("lines", "INTEGER"), ("mtime_ns", "INTEGER"), ("inode", "INTEGER"))
 
 
 class StoreError(OSError):
@@ -73,13 +74,18 @@ class CheckpointStore:
         self._delivered = {}  # message_id -> "FILE:LINE", not yet committed
         self._objects = {}  # (kind, id) -> digest, not yet committed
         self._requests = {}  # day -> requests to add, not yet committed
+        # Source names are looked up when used, never loaded whole: a walk of a million files has a
+        # million of them. _sources holds those of the rows not yet committed, and is emptied at commit().
+        self._sources = {}  # name -> id of the rows waiting for commit()
         self._new_sources = {}  # name -> id, not yet committed
+        from gspx_cli.state.carryover import carry_over  # jsonio and tempfile: only for a JSON checkpoint
+
         # the JSON format (1 or 2) this file was carried over from just now, if it was one
-        self.converted_from = _carry_over(path)
+        self.converted_from = carry_over(path)
         self._con = _open(path)
         try:
             self._identity = _file_id(path)  # which file we write: a commit checks it is still at the path
-            self._sources, self._names = self._load_sources()
+            self._next_source = self._read_one("SELECT coalesce(max(id), 0) + 1 FROM sources")[0]
         except BaseException:
             self.close()
             raise
@@ -93,7 +99,7 @@ class CheckpointStore:
 
     # -- inputs ---------------------------------------------------------------------------------------
     def load_inputs(self):
-        """{key: entry} as saved: settled_lines, and settled_after, settled_parts, identity when there are any."""
+        """{key: entry} of every input as saved (tests and tools: a run looks inputs up one at a time)."""
         try:
             rows = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs ORDER BY key").fetchall()
         except sqlite3.Error as exc:
@@ -101,12 +107,25 @@ class CheckpointStore:
         return {row[0]: _entry(row) for row in rows}
 
     def input_entry(self, key):
-        """The saved entry of one input, or None."""
+        """The saved entry of one input (settled_lines, and settled_after, settled_parts, identity when
+        there are any), or None."""
+        return input_entry(self._con, self.path, key)
+
+    def settled_beyond_any_prefix(self):
+        """True when some input has lines settled beyond its prefix (a scan, once per run)."""
+        return self._read_one("SELECT EXISTS (SELECT 1 FROM inputs WHERE settled_after IS NOT NULL "
+                              "OR settled_parts IS NOT NULL)")[0] == 1
+
+    def reader(self):
+        """A second, read-only connection to look inputs up from another thread (the reader's): WAL
+        lets it read the last commit while this one writes. Has input_entry(key) and close()."""
+        return InputReader(self.path)
+
+    def _read_one(self, sql, args=()):
         try:
-            row = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
+            return self._con.execute(sql, args).fetchone()
         except sqlite3.Error as exc:
             raise _read_error(self.path, exc) from None
-        return None if row is None else _entry(row)
 
     # -- delivered messageIds -------------------------------------------------------------------------
     def delivered_at(self, message_id):
@@ -120,7 +139,7 @@ class CheckpointStore:
         source, line = row
         if source is None:
             return ""
-        name = self._names[source]
+        name = self._read_one("SELECT name FROM sources WHERE id = ?", (source,))[0]
         return name if line is None else f"{name}:{line}"
 
     def add_delivered(self, message_id, where):
@@ -167,7 +186,7 @@ class CheckpointStore:
         rows = [_input_row(key, entry) for key, entry in inputs.items()]
         self._write(lambda con: self._flush(con, rows))
         self._delivered, self._objects, self._requests = {}, {}, {}
-        self._new_sources = {}
+        self._sources, self._new_sources = {}, {}
 
     def _flush(self, con, input_rows):
         con.executemany(f"INSERT OR REPLACE INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})",
@@ -188,8 +207,12 @@ class CheckpointStore:
         name, line = _split_where(where)
         source = self._sources.get(name)
         if source is None:
-            source = self._sources[name] = self._new_sources[name] = max(self._names, default=0) + 1
-            self._names[source] = name
+            row = self._con.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                source = self._sources[name] = row[0]
+            else:
+                source = self._sources[name] = self._new_sources[name] = self._next_source
+                self._next_source += 1
         return source, line
 
     def _write(self, work):
@@ -211,16 +234,9 @@ class CheckpointStore:
 
     def _forget_new_sources(self):
         """A failed commit wrote no source: their ids are given again by the next one."""
-        for name, source in self._new_sources.items():
-            del self._sources[name], self._names[source]
-        self._new_sources = {}
-
-    def _load_sources(self):
-        try:
-            rows = self._con.execute("SELECT id, name FROM sources").fetchall()
-        except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
-        return {name: i for i, name in rows}, {i: name for i, name in rows}
+        if self._new_sources:
+            self._next_source = min(self._new_sources.values())
+        self._sources, self._new_sources = {}, {}
 
     def close(self):
         """Close the database; rows not committed are dropped. Safe to call twice."""
@@ -239,73 +255,37 @@ class CheckpointStore:
         self.close()
 
 
-# -- opening --------------------------------------------------------------------------------------------
+class InputReader:
+    """A read-only connection to the checkpoint's inputs, for the reader thread (CheckpointStore.reader)."""
 
-def _carry_over(path):
-    """Convert a JSON checkpoint (formats 1 and 2) at path to SQLite and return its format; None when
-    path is missing, empty or already SQLite. Raises ConfigError for anything else."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-            if not head or head == SQLITE_MAGIC:
-                return None
-            if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES or head.lstrip()[:1] not in (b"{", b""):
-                raise _not_ours(path)
-            fh.seek(0)
-            text = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read checkpoint: {exc.strerror}", file=path, key="--checkpoint") from None
-    version, input_rows = _parse_json(path, text)
-    _convert(path, input_rows)
-    return version
-
-
-def _parse_json(path, text):
-    """(version, input rows) of a JSON checkpoint (formats 1 and 2), checked before anything is written."""
-    try:
-        data = jsonio.loads(text.decode("utf-8"))
-        version = data.get("version", 1)
-    except (ValueError, AttributeError):
-        raise _not_ours(path) from None
-    _check_version(path, version)
-    try:
-        return version, [_input_row(key, entry) for key, entry in data["inputs"].items()]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise _not_ours(path) from None
-
-
-def _convert(path, input_rows):
-    """Build the database in a temp file beside path, then rename it over path: the JSON file stays
-    whole until the database is complete, whatever happens meanwhile."""
-    try:
-        _build_and_rename(path, input_rows)
-    except (sqlite3.Error, OSError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"cannot convert the JSON checkpoint: {reason}", file=path, key="--checkpoint") from None
-
-
-def _build_and_rename(path, input_rows):
-    fd, tmp = tempfile.mkstemp(prefix=".gspx-", suffix=".db-tmp", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        con = _open(tmp)
+    def __init__(self, path):
+        self.path = path
         try:
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany(f"INSERT INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})", input_rows)
-            con.execute("COMMIT")
-        finally:
-            con.close()  # WAL folded into the file: it is one file again, ready to rename
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-            try:
-                os.unlink(leftover)
-            except OSError:
-                pass
+            self._con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            self._con.execute("PRAGMA query_only = 1")
+        except sqlite3.Error as exc:
+            raise _read_error(path, exc) from None
 
+    def input_entry(self, key):
+        """The saved entry of one input as the last commit left it, or None."""
+        return input_entry(self._con, self.path, key)
+
+    def close(self):
+        con, self._con = self._con, None
+        if con is not None:
+            con.close()
+
+
+def input_entry(con, path, key):
+    """The saved entry of one input, or None (ConfigError when the database cannot be read)."""
+    try:
+        row = con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error as exc:
+        raise _read_error(path, exc) from None
+    return None if row is None else _entry(row)
+
+
+# -- opening --------------------------------------------------------------------------------------------
 
 def _open(path):
     """A connection to a gspx database at path, created when the file is new or empty; ConfigError
@@ -366,14 +346,14 @@ def _check_schema(path, con):
     if version != FORMAT_VERSION:
         _check_version(path, version)
         raise _not_ours(path)  # 1 and 2 were only ever JSON
-    _add_object_columns(path, con)
+    _add_columns(path, con)
 
 
-def _add_object_columns(path, con):
-    """The objects' identity columns, added to a database written before object stores were read."""
+def _add_columns(path, con):
+    """The identity columns added since, added to a database written before them."""
     try:
         columns = {row[1] for row in con.execute("PRAGMA table_info(inputs)")}
-        for name, kind in _OBJECT_COLUMNS:
+        for name, kind in _ADDED_COLUMNS:
             if name not in columns:
                 con.execute(f"ALTER TABLE inputs ADD COLUMN {name} {kind}")
     except sqlite3.Error as exc:
@@ -402,15 +382,20 @@ def _input_row(key, entry):
              for line, indices in entry.get("settled_parts", {}).items()}
     identity = entry.get("identity")
     if identity is None:
-        ids = (None, None, None, None, None, None)
+        ids = (None,) * 8
     elif identity.get("version") is not None:
-        lines = identity.get("lines")
-        ids = (int(identity["size"]), None, None, None, str(identity["version"]), None if lines is None else int(lines))
+        ids = (int(identity["size"]), None, None, None, str(identity["version"]), _int(identity.get("lines")),
+               None, None)
     else:
         ids = (int(identity["size"]), int(identity["block"]), str(identity["head_sha256"]),
-               str(identity["tail_sha256"]), None, None)
+               str(identity["tail_sha256"]), None, _int(identity.get("lines")), _int(identity.get("mtime_ns")),
+               _int(identity.get("inode")))
     return (key, int(entry["settled_lines"]), jsonio.dumps(after) if after else None,
             jsonio.dumps(dict(sorted(parts.items(), key=lambda kv: int(kv[0])))) if parts else None, *ids)
+
+
+def _int(value):
+    return None if value is None else int(value)
 
 
 def _entry(row):
