@@ -30,10 +30,6 @@ class Recorded(NamedTuple):
     after: dict  # line beyond the prefix -> None (settled whole) or {event index} (a batch line in part)
     identity: dict  # or None: not recorded (JSON format 1, standard input, not a regular file)
 
-    def settled_whole(self):
-        """True when it was read to its end and every line of it is settled."""
-        lines = self.identity.get("lines") if self.identity else None
-        return lines is not None and self.prefix >= lines and not self.after
 
 
 def recorded(entry, path):
@@ -91,18 +87,6 @@ def read_whole(fh, now_ns):
     except (OSError, ValueError, AttributeError):
         return None
     return st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def unchanged_since_read(path, identity):
-    """True when the file at path has the size, mtime and inode it had when it was read to its end."""
-    if identity.get("mtime_ns") is None:
-        return False
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return (st.st_size == identity["size"] and st.st_mtime_ns == identity["mtime_ns"]
-            and st.st_ino == identity["inode"])
 
 
 def object_problem(url, recorded, identity):

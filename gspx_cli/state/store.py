@@ -28,6 +28,9 @@ CACHE_KIB = 16 * 1024
 # Seconds a statement waits for another connection's lock (a person reading the file with the
 # sqlite3 shell) before failing; CheckpointLock keeps gspx runs apart, so this only covers readers.
 BUSY_TIMEOUT = 5.0
+# Input rows the reader's connection reads at once (InputReader): a walk over a million inputs makes a
+# query per WINDOW of them, and holds no more than that.
+WINDOW = 512
 _KINDS = ("user", "account")  # MAPPING.md: the objects PX has, and gspx remembers
 
 _SCHEMA = (
@@ -256,10 +259,16 @@ class CheckpointStore:
 
 
 class InputReader:
-    """A read-only connection to the checkpoint's inputs, for the reader thread (CheckpointStore.reader)."""
+    """A read-only connection to the checkpoint's inputs, for the reader thread (CheckpointStore.reader).
+
+    The walk reaches a folder's files one after another, mostly in the order of their keys, so rows
+    are read WINDOW at a time from the one asked for on (its folder's only): one query per WINDOW
+    inputs, and never more than WINDOW rows held, however many the checkpoint has."""
 
     def __init__(self, path):
         self.path = path
+        self._window = {}  # key -> row, of the keys in [_low, _high)
+        self._low = self._high = ""
         try:
             self._con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             self._con.execute("PRAGMA query_only = 1")
@@ -267,11 +276,36 @@ class InputReader:
             raise _read_error(path, exc) from None
 
     def input_entry(self, key):
-        """The saved entry of one input as the last commit left it, or None."""
-        return input_entry(self._con, self.path, key)
+        """The saved entry of one input as a recent commit left it, or None."""
+        row = self._row(key)
+        return None if row is None else _entry(row)
+
+    def settled(self, key):
+        """(settled_lines, lines settled beyond them?, identity: (size, version, lines, mtime_ns, inode)) of
+        one input, or None: what the reader needs of an input that it may not have to open."""
+        row = self._row(key)
+        if row is None:
+            return None
+        return row[1], row[2] is not None or row[3] is not None, (row[4], row[8], row[9], row[10], row[11])
+
+    def _row(self, key):
+        row = self._window.get(key)
+        if row is not None or self._low <= key < self._high:
+            return row
+        folder = key[: key.rfind("/") + 1]
+        end = folder[:-1] + chr(ord("/") + 1) if folder else "\uffff"  # past every key under folder/
+        try:
+            rows = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key >= ? AND key < ? "
+                                     "ORDER BY key LIMIT ?", (key, end, WINDOW)).fetchall()
+        except sqlite3.Error as exc:
+            raise _read_error(self.path, exc) from None
+        self._window = {row[0]: row for row in rows}
+        self._low, self._high = key, (rows[-1][0] if len(rows) == WINDOW else end)
+        return self._window.get(key)
 
     def close(self):
         con, self._con = self._con, None
+        self._window = {}
         if con is not None:
             con.close()
 
