@@ -19,6 +19,11 @@ from gspx_cli.state.outputs import LOCK_SUFFIX, CheckpointLock, atomic_write, ch
 # The format snapshot() describes (store.FORMAT_VERSION). 2 added each input's identity; a version 1
 # file (no identities) is still read, and resumed by line count; 3 is the SQLite database.
 CHECKPOINT_VERSION = 3
+# Inputs read to their end written per transaction at most (save()): what one save holds in memory.
+ENDS_PER_COMMIT = 2048
+# Saves an input read to its end waits for its first lines to reach the bookkeeping (the reader runs
+# ahead of the sends) before its end is dropped: it then keeps no line count, and a rerun opens it.
+EARLY_SAVES = 5
 
 
 class Checkpoint:
@@ -40,6 +45,7 @@ class Checkpoint:
         self._objects = {}  # URL -> identity of the object read in this run (set by the reader thread)
         self._ends = queue.SimpleQueue()  # (key, lines, read) of inputs read to their end, from the reader thread
         self._whole = {}  # source key -> (lines, (size, mtime_ns, inode) or None) once read to its end
+        self._early = {}  # source key -> (lines, read, saves left): read to its end, none of its lines here yet
         self._saved = False  # the first save also writes the typed inputs (identities taken anew)
 
     def _saved_row(self, key):
@@ -185,19 +191,37 @@ class Checkpoint:
         return {**saved, **{k: v["settled_lines"] for k, v in self.snapshot()["inputs"].items()}}
 
     def save(self):
-        """Write the inputs changed since the last save and the store's new rows in one transaction
-        (StoreError, an OSError, when it cannot be written)."""
+        """Write the inputs changed since the last save and the store's new rows (StoreError, an OSError,
+        when they cannot be written): one transaction, or one per ENDS_PER_COMMIT inputs read to their end."""
         # Only what changed is written: a backfill of a million small files must not rewrite every
         # file's row, nor take every file's identity, once a second.
-        book = self.book
-        while True:  # inputs read to their end since the last save: their number of lines is saved
+        while True:
+            more = self._take_ends()
+            self._commit()
+            if not more:
+                return
+
+    def _take_ends(self):
+        """Take the inputs read to their end since the last save (at most ENDS_PER_COMMIT: a reader far
+        ahead of the sends must not make one save hold them all); True when more are waiting."""
+        book, early = self.book, self._early
+        self._early = {}
+        ends = [(key, lines, read, saves) for key, (lines, read, saves) in early.items()]
+        for _ in range(ENDS_PER_COMMIT):
             try:
-                key, lines, read = self._ends.get_nowait()
+                ends.append((*self._ends.get_nowait(), EARLY_SAVES))
             except queue.Empty:
                 break
-            if book.read_in_this_run(key) or book.recorded(key) is not None:  # else: nothing of it settled
+        for key, lines, read, saves in ends:
+            if book.read_in_this_run(key) or key in self._whole or self.store.input_entry(key) is not None:
                 self._whole[key] = (lines, read)
                 book.dirty.add(key)
+            elif saves:  # its lines are still on their way to this thread (the reader is ahead)
+                self._early[key] = (lines, read, saves - 1)
+        return not self._ends.empty() and len(ends) - len(early) == ENDS_PER_COMMIT
+
+    def _commit(self):
+        book = self.book
         keys = set(book.dirty)
         if not self._saved:
             keys.update(key for key in self._current if book.read_in_this_run(key) or book.recorded(key))
