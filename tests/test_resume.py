@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, finish, wait_until, write_config, write_events
-from gspx_cli.state import checkpoint as checkpoint_mod
+from gspx_cli.state import outputs as outputs_mod
 from gspx_cli.state.checkpoint import Checkpoint, atomic_write
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, Ledger
 from gspx_cli.read.reader import Record, source_key
@@ -120,7 +120,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails_midway(tmp_path, m
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_mod.os, "fsync", broken_fsync)
+    monkeypatch.setattr(outputs_mod.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         atomic_write(str(target), b"new content that never lands\n")
     assert target.read_bytes() == b"old content\n"

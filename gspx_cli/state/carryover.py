@@ -7,8 +7,8 @@ import tempfile
 
 from gspx_cli import jsonio
 from gspx_cli.errors import ConfigError
-from gspx_cli.state.store import (_INPUT_COLUMNS, _INPUT_VALUES, MAX_JSON_BYTES, SQLITE_MAGIC, _check_version, _fsync,
-                                  _input_row, _not_ours, _open)
+from gspx_cli.state.schema import (INPUT_COLUMNS, INPUT_VALUES, MAX_JSON_BYTES, SQLITE_MAGIC, check_version,
+                                   input_row, not_ours, open_database)
 
 
 def carry_over(path):
@@ -20,7 +20,7 @@ def carry_over(path):
             if not head or head == SQLITE_MAGIC:
                 return None
             if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES or head.lstrip()[:1] not in (b"{", b""):
-                raise _not_ours(path)
+                raise not_ours(path)
             fh.seek(0)
             text = fh.read()
     except FileNotFoundError:
@@ -38,12 +38,12 @@ def _parse_json(path, text):
         data = jsonio.loads(text.decode("utf-8"))
         version = data.get("version", 1)
     except (ValueError, AttributeError):
-        raise _not_ours(path) from None
-    _check_version(path, version)
+        raise not_ours(path) from None
+    check_version(path, version)
     try:
-        return version, [_input_row(key, entry) for key, entry in data["inputs"].items()]
+        return version, [input_row(key, entry) for key, entry in data["inputs"].items()]
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise _not_ours(path) from None
+        raise not_ours(path) from None
 
 
 def _convert(path, input_rows):
@@ -60,10 +60,10 @@ def _build_and_rename(path, input_rows):
     fd, tmp = tempfile.mkstemp(prefix=".gspx-", suffix=".db-tmp", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
     try:
-        con = _open(tmp)
+        con = open_database(tmp)
         try:
             con.execute("BEGIN IMMEDIATE")
-            con.executemany(f"INSERT INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})", input_rows)
+            con.executemany(f"INSERT INTO inputs ({INPUT_COLUMNS}) VALUES ({INPUT_VALUES})", input_rows)
             con.execute("COMMIT")
         finally:
             con.close()  # WAL folded into the file: it is one file again, ready to rename
@@ -75,3 +75,11 @@ def _build_and_rename(path, input_rows):
                 os.unlink(leftover)
             except OSError:
                 pass
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

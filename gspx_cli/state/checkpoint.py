@@ -6,14 +6,12 @@ Nothing is loaded whole at open: an input's row is looked up when the run reache
 (watch.py, on a connection of its own) and by the bookkeeping, and leaves memory once settled and saved.
 """
 
-import os
-import queue
-
 from gspx_cli.errors import ConfigError
 from gspx_cli.read import remote
 from gspx_cli.read.reader import source_key
 from gspx_cli.state.bookkeeping import Bookkeeping
-from gspx_cli.state.identity import REFUSAL_ADVICE, file_identity, file_problem, recorded
+from gspx_cli.state.identities import Identities
+from gspx_cli.state.identity import REFUSAL_ADVICE, file_identity, file_problem, recorded  # noqa: F401 (API)
 from gspx_cli.state.outputs import LOCK_SUFFIX, CheckpointLock, atomic_write, check_writable  # noqa: F401 (API)
 
 # The format snapshot() describes (store.FORMAT_VERSION). 2 added each input's identity; a version 1
@@ -21,9 +19,6 @@ from gspx_cli.state.outputs import LOCK_SUFFIX, CheckpointLock, atomic_write, ch
 CHECKPOINT_VERSION = 3
 # Inputs read to their end written per transaction at most (save()): what one save holds in memory.
 ENDS_PER_COMMIT = 2048
-# Saves an input read to its end waits for its first lines to reach the bookkeeping (the reader runs
-# ahead of the sends) before its end is dropped: it then keeps no line count, and a rerun opens it.
-EARLY_SAVES = 5
 
 
 class Checkpoint:
@@ -38,14 +33,10 @@ class Checkpoint:
         self.book = Bookkeeping(self._saved_row)
         self._beyond = None  # whether an earlier run settled lines beyond some prefix (asked once)
         self._watch = None  # the reader's view (watch()), closed with the checkpoint
-        self._seen = {}  # source key -> (stat signature, identity): an input that did not change is not hashed again
+        self.identities = Identities()  # what each input is now, and what the reader saw of it
         self._current = set()  # keys of this run's typed inputs: their identity is taken anew at each save
         self._keys = {}  # source as typed -> source key: abspath once per input, not per event
         self._paths = {}  # source key -> source as typed (to take a file's identity)
-        self._objects = {}  # URL -> identity of the object read in this run (set by the reader thread)
-        self._ends = queue.SimpleQueue()  # (key, lines, read) of inputs read to their end, from the reader thread
-        self._whole = {}  # source key -> (lines, (size, mtime_ns, inode) or None) once read to its end
-        self._early = {}  # source key -> (lines, read, saves left): read to its end, none of its lines here yet
         self._saved = False  # the first save also writes the typed inputs (identities taken anew)
 
     def _saved_row(self, key):
@@ -65,7 +56,7 @@ class Checkpoint:
         from gspx_cli.state.watch import InputWatch
 
         if self._watch is None:
-            self._watch = InputWatch(self.path, self.store.reader(), self._objects, self._ends)
+            self._watch = InputWatch(self.path, self.store.reader(), self.identities.objects, self.identities.ends)
         return self._watch
 
     def settled_prefix(self, source):
@@ -114,43 +105,11 @@ class Checkpoint:
         return {"version": CHECKPOINT_VERSION, "inputs": dict(sorted(inputs.items()))}
 
     def _identity_of(self, key):
-        """The identity saved with the input: as it is now when this run read it, else as recorded; with
-        its number of lines when it was read to its end (and, for a file, its stat then, when that is
-        still its stat: what lets a rerun skip it unopened)."""
-        identity = None
-        whole = self._whole.get(key)
-        if self.book.read_in_this_run(key) or key in self._current or whole is not None:
-            identity = self._identity_now(key, self._paths.get(key, key))  # a file's key is its absolute path
-        if identity is None and key != "-":
-            found = self.book.recorded(key)
-            identity = found.identity if found is not None else None
-        if identity is None or whole is None:
-            return identity
-        lines, read = whole
-        if "version" in identity:
-            return {**identity, "lines": lines}
-        seen = self._seen.get(key)
-        if read is not None and seen is not None and seen[0] == read and seen[1] is identity:
-            return {**identity, "lines": lines, "mtime_ns": read[1], "inode": read[2]}
-        return identity
-
-    def _identity_now(self, key, path):
-        """The identity of an input read in this run, as it is now (a growing file: its size now)."""
-        if path is None or key == "-":
-            return None
-        if remote.is_url(key):
-            return self._objects.get(key)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        signature = (st.st_size, st.st_mtime_ns, st.st_ino)
-        seen = self._seen.get(key)
-        if seen is not None and seen[0] == signature:
-            return seen[1]
-        identity = file_identity(path)
-        self._seen[key] = (signature, identity)
-        return identity
+        """The identity saved with the input: as it is now when this run read it, else as recorded."""
+        book = self.book
+        now = book.read_in_this_run(key) or key in self._current
+        found = book.recorded(key) if key != "-" else None
+        return self.identities.of(key, self._paths.get(key, key), now, found.identity if found is not None else None)
 
     def check_inputs(self, paths):
         """Refuse (ConfigError, exit 2; the database closed) an input that is not the file this checkpoint
@@ -195,30 +154,14 @@ class Checkpoint:
         when they cannot be written): one transaction, or one per ENDS_PER_COMMIT inputs read to their end."""
         # Only what changed is written: a backfill of a million small files must not rewrite every
         # file's row, nor take every file's identity, once a second.
+        book = self.book
+        known = lambda key: book.read_in_this_run(key) or self.store.input_entry(key) is not None  # noqa: E731
         while True:
-            more = self._take_ends()
+            ended, more = self.identities.take_ends(known, ENDS_PER_COMMIT)
+            book.dirty.update(ended)
             self._commit()
             if not more:
                 return
-
-    def _take_ends(self):
-        """Take the inputs read to their end since the last save (at most ENDS_PER_COMMIT: a reader far
-        ahead of the sends must not make one save hold them all); True when more are waiting."""
-        book, early = self.book, self._early
-        self._early = {}
-        ends = [(key, lines, read, saves) for key, (lines, read, saves) in early.items()]
-        for _ in range(ENDS_PER_COMMIT):
-            try:
-                ends.append((*self._ends.get_nowait(), EARLY_SAVES))
-            except queue.Empty:
-                break
-        for key, lines, read, saves in ends:
-            if book.read_in_this_run(key) or key in self._whole or self.store.input_entry(key) is not None:
-                self._whole[key] = (lines, read)
-                book.dirty.add(key)
-            elif saves:  # its lines are still on their way to this thread (the reader is ahead)
-                self._early[key] = (lines, read, saves - 1)
-        return not self._ends.empty() and len(ends) - len(early) == ENDS_PER_COMMIT
 
     def _commit(self):
         book = self.book
@@ -237,11 +180,10 @@ class Checkpoint:
         its prefix: its row says it all. Memory then stays flat over a walk of a million files."""
         if self.book.unsettled(key) or "settled_after" in entry or "settled_parts" in entry:
             return
-        if remote.is_url(key) and self.book.read_in_this_run(key) and key not in self._whole:
+        if remote.is_url(key) and self.book.read_in_this_run(key) and not self.identities.ended(key):
             return  # its number of lines is still to come from the reader, and to be saved with its row
         self.book.forget(key)
-        for table in (self._seen, self._objects, self._whole):
-            table.pop(key, None)
+        self.identities.forget(key)
         if key not in self._current:  # a typed input keeps its path: its later lines need its identity
             source = self._paths.pop(key, None)
             if source is not None:

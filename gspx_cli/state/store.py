@@ -10,54 +10,13 @@ import errno
 import os
 import sqlite3
 
-from gspx_cli import jsonio
-from gspx_cli.errors import ConfigError
+from gspx_cli.state.schema import (BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
+                                   entry_of, input_row, open_database, read_error, rollback)
 
-FORMAT_VERSION = 3  # 1 and 2 were JSON documents (checkpoint.py before SQLite); 3 is this database
-JSON_VERSIONS = (1, 2)
-READABLE_VERSIONS = (*JSON_VERSIONS, FORMAT_VERSION)
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database (sqlite.org/fileformat.html)
-# A JSON checkpoint holds ~300 bytes per input (its identity and a short settled_after): 64 MiB is
-# 200,000 inputs, far beyond any run's file list. A bigger file is something else (an events dump
-# given as --checkpoint by mistake) and is refused without being read into memory.
-MAX_JSON_BYTES = 64 * 1024 * 1024
-# Page cache in KiB (negative: a size, not a page count). The interior pages of a 10-million-row
-# `delivered` table are about 5 MB (4 KiB pages, ~100 keys each), so with 16 MiB every lookup costs
-# at most one leaf page read, which the OS cache usually holds.
-CACHE_KIB = 16 * 1024
-# Seconds a statement waits for another connection's lock (a person reading the file with the
-# sqlite3 shell) before failing; CheckpointLock keeps gspx runs apart, so this only covers readers.
-BUSY_TIMEOUT = 5.0
 # Input rows the reader's connection reads at once (InputReader): a walk over a million inputs makes a
 # query per WINDOW of them, and holds no more than that.
 WINDOW = 512
 _KINDS = ("user", "account")  # MAPPING.md: the objects PX has, and gspx remembers
-
-_SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    # per input (source key): the settled prefix, the few lines settled beyond it (JSON lists: they only
-    # cover what was in flight), and its identity when it was saved
-    "CREATE TABLE inputs (key TEXT PRIMARY KEY, settled_lines INTEGER NOT NULL, settled_after TEXT, "
-    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT, version TEXT, "
-    "lines INTEGER, mtime_ns INTEGER, inode INTEGER) "
-    "WITHOUT ROWID",
-    # input names of `delivered`, once each: tens of millions of rows must not repeat a path each
-    "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    # line NULL: `source` is the whole place (not FILE:LINE); source NULL: delivered, place unknown
-    "CREATE TABLE delivered (message_id TEXT PRIMARY KEY, source INTEGER, line INTEGER) WITHOUT ROWID",
-    "CREATE TABLE objects (kind TEXT NOT NULL, id TEXT NOT NULL, last_write TEXT NOT NULL, "
-    "PRIMARY KEY (kind, id)) WITHOUT ROWID",
-    "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
-)
-# version: an object's ETag or generation (remote.identity), and lines: how many it has once read to its
-# end; block and the hashes are a file's on disk, and for a file found in a directory that was read to its
-# end, mtime_ns and inode with lines: what it was when read whole (a rerun skips it on a stat alone)
-_INPUT_COLUMNS = ("key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256, version, "
-                  "lines, mtime_ns, inode")
-_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version", "lines", "mtime_ns", "inode")
-# added by later releases: the objects' identity (object stores), a file's stat when read whole (issue 22)
-_ADDED_COLUMNS = (("version", "TEXT"), ("lines", "INTEGER"), ("mtime_ns", "INTEGER"), ("inode", "INTEGER"))
 
 
 class StoreError(OSError):
@@ -85,7 +44,7 @@ class CheckpointStore:
 
         # the JSON format (1 or 2) this file was carried over from just now, if it was one
         self.converted_from = carry_over(path)
-        self._con = _open(path)
+        self._con = open_database(path)
         try:
             self._identity = _file_id(path)  # which file we write: a commit checks it is still at the path
             self._next_source = self._read_one("SELECT coalesce(max(id), 0) + 1 FROM sources")[0]
@@ -104,10 +63,10 @@ class CheckpointStore:
     def load_inputs(self):
         """{key: entry} of every input as saved (tests and tools: a run looks inputs up one at a time)."""
         try:
-            rows = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs ORDER BY key").fetchall()
+            rows = self._con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs ORDER BY key").fetchall()
         except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
-        return {row[0]: _entry(row) for row in rows}
+            raise read_error(self.path, exc) from None
+        return {row[0]: entry_of(row) for row in rows}
 
     def input_entry(self, key):
         """The saved entry of one input (settled_lines, and settled_after, settled_parts, identity when
@@ -128,7 +87,7 @@ class CheckpointStore:
         try:
             return self._con.execute(sql, args).fetchone()
         except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
+            raise read_error(self.path, exc) from None
 
     # -- delivered messageIds -------------------------------------------------------------------------
     def delivered_at(self, message_id):
@@ -186,13 +145,13 @@ class CheckpointStore:
     def commit(self, inputs):
         """One transaction: the given inputs' entries replace theirs, and every buffered row is written.
         Raises StoreError (an OSError) when it cannot be written; the buffers then stay for a later commit."""
-        rows = [_input_row(key, entry) for key, entry in inputs.items()]
+        rows = [input_row(key, entry) for key, entry in inputs.items()]
         self._write(lambda con: self._flush(con, rows))
         self._delivered, self._objects, self._requests = {}, {}, {}
         self._sources, self._new_sources = {}, {}
 
     def _flush(self, con, input_rows):
-        con.executemany(f"INSERT OR REPLACE INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})",
+        con.executemany(f"INSERT OR REPLACE INTO inputs ({INPUT_COLUMNS}) VALUES ({INPUT_VALUES})",
                         input_rows)
         delivered = [(message_id, *self._place(where)) for message_id, where in self._delivered.items()]
         con.executemany("INSERT INTO sources (id, name) VALUES (?, ?)",
@@ -228,11 +187,11 @@ class CheckpointStore:
             con.execute("COMMIT")
         except sqlite3.Error as exc:
             self._forget_new_sources()
-            _rollback(con)
+            rollback(con)
             raise _write_error(exc) from None
         except BaseException:
             self._forget_new_sources()
-            _rollback(con)
+            rollback(con)
             raise
 
     def _forget_new_sources(self):
@@ -273,12 +232,12 @@ class InputReader:
             self._con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
             self._con.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
-            raise _read_error(path, exc) from None
+            raise read_error(path, exc) from None
 
     def input_entry(self, key):
         """The saved entry of one input as a recent commit left it, or None."""
         row = self._row(key)
-        return None if row is None else _entry(row)
+        return None if row is None else entry_of(row)
 
     def settled(self, key):
         """(settled_lines, lines settled beyond them?, identity: (size, version, lines, mtime_ns, inode)) of
@@ -295,10 +254,10 @@ class InputReader:
         folder = key[: key.rfind("/") + 1]
         end = folder[:-1] + chr(ord("/") + 1) if folder else "\uffff"  # past every key under folder/
         try:
-            rows = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key >= ? AND key < ? "
+            rows = self._con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs WHERE key >= ? AND key < ? "
                                      "ORDER BY key LIMIT ?", (key, end, WINDOW)).fetchall()
         except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
+            raise read_error(self.path, exc) from None
         self._window = {row[0]: row for row in rows}
         self._low, self._high = key, (rows[-1][0] if len(rows) == WINDOW else end)
         return self._window.get(key)
@@ -313,137 +272,13 @@ class InputReader:
 def input_entry(con, path, key):
     """The saved entry of one input, or None (ConfigError when the database cannot be read)."""
     try:
-        row = con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
+        row = con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
     except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-    return None if row is None else _entry(row)
+        raise read_error(path, exc) from None
+    return None if row is None else entry_of(row)
 
 
-# -- opening --------------------------------------------------------------------------------------------
-
-def _open(path):
-    """A connection to a gspx database at path, created when the file is new or empty; ConfigError
-    when it is another SQLite database or a newer format."""
-    try:
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-    try:
-        _check_schema(path, con)  # first: a database that is not ours is left exactly as it was
-        _configure(path, con)
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _configure(path, con):
-    """WAL: a commit appends to one file and is atomic, so a crash or kill -9 leaves the last commit
-    whole. synchronous=FULL syncs the WAL at each commit, so a commit that returned also survives a
-    power cut, as the JSON checkpoint's fsync did; it costs one fsync per save (about one a second,
-    coordinator.CHECKPOINT_EVERY), where NORMAL could lose the commits since the last WAL checkpoint
-    and make a rerun resend them."""
-    try:
-        # where WAL cannot work (no shared memory: some network file systems), SQLite keeps its
-        # rollback journal, which is atomic too
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute("PRAGMA synchronous = FULL")
-        con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-
-
-def _check_schema(path, con):
-    """Create the tables in a new database; refuse one that gspx did not write, or a newer format."""
-    try:
-        if not _tables(con):
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if not _tables(con):  # another connection may have created them while we waited
-                    for statement in _SCHEMA:
-                        con.execute(statement)
-                    con.execute("INSERT INTO meta (key, value) VALUES ('version', ?)", (str(FORMAT_VERSION),))
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
-        if "meta" not in _tables(con):
-            raise ConfigError("not a gspx checkpoint file (a SQLite database of something else)",
-                              file=path, key="--checkpoint")
-        row = con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-    try:
-        version = int(row[0])
-    except (TypeError, ValueError):
-        raise _not_ours(path) from None
-    if version != FORMAT_VERSION:
-        _check_version(path, version)
-        raise _not_ours(path)  # 1 and 2 were only ever JSON
-    _add_columns(path, con)
-
-
-def _add_columns(path, con):
-    """The identity columns added since, added to a database written before them."""
-    try:
-        columns = {row[1] for row in con.execute("PRAGMA table_info(inputs)")}
-        for name, kind in _ADDED_COLUMNS:
-            if name not in columns:
-                con.execute(f"ALTER TABLE inputs ADD COLUMN {name} {kind}")
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-
-
-def _tables(con):
-    return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-def _check_version(path, version):
-    if version not in READABLE_VERSIONS:
-        raise ConfigError(f"checkpoint version {version!r} is not one this gspx reads "
-                          f"({', '.join(map(str, READABLE_VERSIONS))}): written by a newer gspx?",
-                          file=path, key="--checkpoint")
-
-
-# -- rows -----------------------------------------------------------------------------------------------
-
-def _input_row(key, entry):
-    """The inputs row of one entry (raises KeyError, TypeError or ValueError when it is not one)."""
-    if not isinstance(key, str):
-        raise TypeError("input key")
-    after = sorted({int(line) for line in entry.get("settled_after", ())})
-    parts = {str(int(line)): sorted({int(i) for i in indices})
-             for line, indices in entry.get("settled_parts", {}).items()}
-    identity = entry.get("identity")
-    if identity is None:
-        ids = (None,) * 8
-    elif identity.get("version") is not None:
-        ids = (int(identity["size"]), None, None, None, str(identity["version"]), _int(identity.get("lines")),
-               None, None)
-    else:
-        ids = (int(identity["size"]), int(identity["block"]), str(identity["head_sha256"]),
-               str(identity["tail_sha256"]), None, _int(identity.get("lines")), _int(identity.get("mtime_ns")),
-               _int(identity.get("inode")))
-    return (key, int(entry["settled_lines"]), jsonio.dumps(after) if after else None,
-            jsonio.dumps(dict(sorted(parts.items(), key=lambda kv: int(kv[0])))) if parts else None, *ids)
-
-
-def _int(value):
-    return None if value is None else int(value)
-
-
-def _entry(row):
-    """An inputs row as the entry Checkpoint reads (the JSON format 2 entry)."""
-    _, settled_lines, after, parts, *identity = row
-    entry = {"settled_lines": settled_lines}
-    if after:
-        entry["settled_after"] = jsonio.loads(after)
-    if parts:
-        entry["settled_parts"] = jsonio.loads(parts)
-    if identity[0] is not None:
-        entry["identity"] = {name: value for name, value in zip(_IDENTITY, identity) if value is not None}
-    return entry
-
+# -- errors ---------------------------------------------------------------------------------------------
 
 def _split_where(where):
     """("FILE", LINE) of "FILE:LINE"; (where, None) when it does not end in a line number."""
@@ -456,7 +291,6 @@ def _split_where(where):
     return where, None
 
 
-# -- errors ---------------------------------------------------------------------------------------------
 
 # SQLite's primary result codes (sqlite.org/rescode.html) -> the errno that says the same
 _ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO, 14: errno.ENOENT, 23: errno.EACCES}
@@ -466,24 +300,6 @@ def _write_error(exc):
     """A StoreError from a sqlite3 error, its reason in SQLite's words ("database or disk is full")."""
     code = getattr(exc, "sqlite_errorcode", None)
     return StoreError(_ERRNO.get(code & 0xFF) if code is not None else None, str(exc))
-
-
-def _read_error(path, exc):
-    if "not a database" in str(exc):
-        return _not_ours(path)
-    return ConfigError(f"cannot read checkpoint: {exc}", file=path, key="--checkpoint")
-
-
-def _not_ours(path):
-    return ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint")
-
-
-def _rollback(con):
-    if con.in_transaction:
-        try:
-            con.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # SQLite rolled back already (SQLITE_FULL does): nothing was written
 
 
 def _file_id(path):
@@ -496,11 +312,3 @@ def _check_same_file(path, identity):
     them, as OSError (the removed folder says "No such file or directory")."""
     if _file_id(path) != identity:
         raise StoreError(None, "it was removed or replaced during the run")
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
