@@ -186,3 +186,22 @@ def test_a_checkpoint_from_before_the_stat_columns_gains_them(tmp_path):
         store.commit({"/d/a.json": {"settled_lines": 1, "identity": {**IDENTITY, "lines": 1, "mtime_ns": 5,
                                                                      "inode": 7}}})
         assert store.input_entry("/d/a.json")["identity"]["mtime_ns"] == 5
+
+
+def test_a_file_read_to_its_end_before_its_lines_reach_the_bookkeeping_keeps_its_line_count(tmp_path):
+    from gspx_cli.read.reader import Record
+    from gspx_cli.state.ledger import DELIVERED, Ledger
+
+    (path,) = one_event_files(tmp_path / "tree", 1, old=True)
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    watch = led.checkpoint.watch()
+    with open(path, "rb", buffering=0) as fh:  # the reader is ahead: the end comes first
+        fh.read()
+        watch.ended(str(path), 1, fh)
+    led.checkpoint.save()  # its lines are not here yet: the end waits
+    record = Record(str(path), 1, b"{}", {"type": "track"})
+    led.read(record)
+    led.settle(record, DELIVERED)
+    led.close()
+    identity = saved(tmp_path / "c.ckpt", path)["identity"]
+    assert identity["lines"] == 1 and identity["mtime_ns"] == HOUR_AGO_NS
