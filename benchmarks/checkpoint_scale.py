@@ -4,7 +4,10 @@
     python benchmarks/checkpoint_scale.py --big 20000 --small 2000
 
 Makes a tree of one-event files (folders of 1,000, as a year of date folders holds them), then side by
-side in one run, each gspx a child process measured from outside (os.wait4: its own peak RSS):
+side in one run, each gspx a child process measured from outside (os.wait4: its own peak RSS). The
+stand-in (`gspx sandbox`) runs in a process of its own: Linux gives a child the peak RSS of the process
+that started it as a floor (the parent's memory counts until exec), so a stand-in holding 100,000
+events in this process would be measured as gspx's memory.
 
 1. peak RSS of a live run with --checkpoint (against the stand-in on 127.0.0.1, a high --rate-limit)
    over the big tree / over the small one (target <= 1.3);
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,9 +29,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from gspx_cli.sandbox import FakePX, SandboxServer  # noqa: E402
 
 KEY = "bench-key-0000"
 PER_FOLDER = 1_000
@@ -87,26 +88,45 @@ def run(cmd):
         return wall, usage.ru_maxrss * 1024, out.read().decode()
 
 
-def send(cfg, ckpt, tree):
-    return run([sys.executable, "-m", "gspx_cli", "send", "-q", "-c", str(cfg), "--checkpoint", str(ckpt),
-                "--rate-limit", "100000", "--concurrency", "16", str(tree)])
+def send(cfg, ckpt, tree, delivered):
+    """(wall, peak RSS) of one run, which must deliver `delivered` events (its --report says)."""
+    report = ckpt.with_suffix(".json")
+    wall, rss, _ = run([sys.executable, "-m", "gspx_cli", "send", "-q", "-c", str(cfg), "--checkpoint", str(ckpt),
+                        "--rate-limit", "100000", "--concurrency", "16", "--report", str(report), str(tree)])
+    got = json.loads(report.read_text())["delivered"]
+    if got != delivered:
+        raise RuntimeError(f"{tree}: {got} events delivered, not {delivered}")
+    return wall, rss
 
 
-def measure(tmp, n, px):
-    """(first run: wall, RSS; resume: wall, RSS; walk+stat wall; gspx's walk wall) over n files."""
+def sandbox():
+    """`gspx sandbox` on a free port of 127.0.0.1, in a process of its own; (process, base URL)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "gspx_cli", "sandbox", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_env())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}/v1"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the sandbox did not start")
+
+
+def measure(tmp, n):
+    """(first run: wall, RSS; resume: wall, RSS; best resume wall; walk+stat wall; gspx's walk wall) over n files."""
     tree = tmp / f"tree-{n}"
     make_tree(tree, n)
     ckpt = tmp / f"run-{n}.ckpt"
-    before = len(px.events)
-    first = send(tmp / "gspx.yaml", ckpt, tree)
-    sent = len(px.events) - before
-    resume = send(tmp / "gspx.yaml", ckpt, tree)
-    again = len(px.events) - before - sent
-    if sent != n or again != 0:
-        raise RuntimeError(f"{n} files: the first run sent {sent}, the resume {again}")
+    first = send(tmp / "gspx.yaml", ckpt, tree, n)
+    resume = send(tmp / "gspx.yaml", ckpt, tree, 0)
     walks = [run([sys.executable, "-c", WALK_AND_STAT, str(tree)])[0] for _ in range(3)]
     ours = [run([sys.executable, "-c", GSPX_WALK, str(tree)])[0] for _ in range(3)]
-    resumes = [resume[0]] + [send(tmp / "gspx.yaml", ckpt, tree)[0] for _ in range(2)]
+    resumes = [resume[0]] + [send(tmp / "gspx.yaml", ckpt, tree, 0)[0] for _ in range(2)]
     return first, resume, min(resumes), min(walks), min(ours)
 
 
@@ -116,12 +136,14 @@ def main(argv=None):
     parser.add_argument("--small", type=int, default=10_000)
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="gspx-ckpt-scale-"))
+    server, base_url = sandbox()
     try:
-        with SandboxServer(FakePX()) as server:
-            (tmp / "gspx.yaml").write_text(f"product_tag_key: PX-BENCH\nbase_url: {server.base_url}\n")
-            small = measure(tmp, args.small, server.px)
-            big = measure(tmp, args.big, server.px)
+        (tmp / "gspx.yaml").write_text(f"product_tag_key: PX-BENCH\nbase_url: {base_url}\n")
+        small = measure(tmp, args.small)
+        big = measure(tmp, args.big)
     finally:
+        server.kill()
+        server.wait()
         shutil.rmtree(tmp, ignore_errors=True)
     mb = lambda b: f"{b / 1e6:.0f} MB"  # noqa: E731
     print(f"| figure | {args.big:,} files | {args.small:,} files | ratio | target |")
