@@ -10,7 +10,7 @@ import errno
 import os
 import sqlite3
 
-from gspx_cli.state.schema import (BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
+from gspx_cli.state.schema import (BEYOND, BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
                                    entry_of, input_row, open_database, read_error, rollback)
 
 # Input rows the reader's connection reads at once (InputReader): a walk over a million inputs makes a
@@ -74,9 +74,8 @@ class CheckpointStore:
         return input_entry(self._con, self.path, key)
 
     def settled_beyond_any_prefix(self):
-        """True when some input has lines settled beyond its prefix (a scan, once per run)."""
-        return self._read_one("SELECT EXISTS (SELECT 1 FROM inputs WHERE settled_after IS NOT NULL "
-                              "OR settled_parts IS NOT NULL)")[0] == 1
+        """True when some input has lines settled beyond its prefix (its partial index: no scan)."""
+        return self._read_one(f"SELECT EXISTS (SELECT 1 FROM inputs WHERE {BEYOND})")[0] == 1
 
     def reader(self):
         """A second, read-only connection to look inputs up from another thread (the reader's): WAL
