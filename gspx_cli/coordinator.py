@@ -154,9 +154,10 @@ class Coordinator:
             self._messages = StoredMemory(self._store) if self._store is not None else RunMemory()
         self._message_events = {}  # messageId -> events with it handed to the sink and not completed
         self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
+        watch = checkpoint.watch() if checkpoint is not None else None  # looked up as the walk reaches each input
         self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
-                               skip_lines=checkpoint.skip_lines() if checkpoint else None, stdin=stdin,
-                               inputs=checkpoint, window=window,
+                               skip_lines=watch.skip_lines if watch is not None else None, stdin=stdin,
+                               inputs=watch, window=window,
                                outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))
 
     def run(self):

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from e2e import TEST_KEY, finish, wait_until, write_config, write_events
-from gspx_cli.state import checkpoint as checkpoint_mod
+from gspx_cli.state import outputs as outputs_mod
 from gspx_cli.state.checkpoint import Checkpoint, atomic_write
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, Ledger
 from gspx_cli.read.reader import Record, source_key
@@ -120,7 +120,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails_midway(tmp_path, m
     def broken_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint_mod.os, "fsync", broken_fsync)
+    monkeypatch.setattr(outputs_mod.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         atomic_write(str(target), b"new content that never lands\n")
     assert target.read_bytes() == b"old content\n"
@@ -186,7 +186,7 @@ def test_a_resume_skips_the_prefix_and_what_was_settled_beyond_it(tmp_path):
     first.close()
 
     again = Checkpoint(path)
-    assert again.skip_lines() == {source_key(src): 2}
+    assert again.settled_prefix(src) == 2
     assert again.resumes_beyond_prefix
     assert [again.already_settled(r) for r in _records(src, 3, 3)] == [False, True, False]
     assert again.already_settled(_records(src, 4)[0])

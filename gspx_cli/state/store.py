@@ -9,51 +9,14 @@ never opens the checkpoint.
 import errno
 import os
 import sqlite3
-import tempfile
 
-from gspx_cli import jsonio
-from gspx_cli.errors import ConfigError
+from gspx_cli.state.schema import (BEYOND, BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
+                                   entry_of, input_row, open_database, read_error, rollback)
 
-FORMAT_VERSION = 3  # 1 and 2 were JSON documents (checkpoint.py before SQLite); 3 is this database
-JSON_VERSIONS = (1, 2)
-READABLE_VERSIONS = (*JSON_VERSIONS, FORMAT_VERSION)
-SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database (sqlite.org/fileformat.html)
-# A JSON checkpoint holds ~300 bytes per input (its identity and a short settled_after): 64 MiB is
-# 200,000 inputs, far beyond any run's file list. A bigger file is something else (an events dump
-# given as --checkpoint by mistake) and is refused without being read into memory.
-MAX_JSON_BYTES = 64 * 1024 * 1024
-# Page cache in KiB (negative: a size, not a page count). The interior pages of a 10-million-row
-# `delivered` table are about 5 MB (4 KiB pages, ~100 keys each), so with 16 MiB every lookup costs
-# at most one leaf page read, which the OS cache usually holds.
-CACHE_KIB = 16 * 1024
-# Seconds a statement waits for another connection's lock (a person reading the file with the
-# sqlite3 shell) before failing; CheckpointLock keeps gspx runs apart, so this only covers readers.
-BUSY_TIMEOUT = 5.0
+# Input rows the reader's connection reads at once (InputReader): a walk over a million inputs makes a
+# query per WINDOW of them, and holds no more than that.
+WINDOW = 512
 _KINDS = ("user", "account")  # MAPPING.md: the objects PX has, and gspx remembers
-
-_SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    # per input (source key): the settled prefix, the few lines settled beyond it (JSON lists: they only
-    # cover what was in flight), and its identity when it was saved
-    "CREATE TABLE inputs (key TEXT PRIMARY KEY, settled_lines INTEGER NOT NULL, settled_after TEXT, "
-    "settled_parts TEXT, size INTEGER, block INTEGER, head_sha256 TEXT, tail_sha256 TEXT, version TEXT, "
-    "lines INTEGER) "
-    "WITHOUT ROWID",
-    # input names of `delivered`, once each: tens of millions of rows must not repeat a path each
-    "CREATE TABLE sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    # line NULL: `source` is the whole place (not FILE:LINE); source NULL: delivered, place unknown
-    "CREATE TABLE delivered (message_id TEXT PRIMARY KEY, source INTEGER, line INTEGER) WITHOUT ROWID",
-    "CREATE TABLE objects (kind TEXT NOT NULL, id TEXT NOT NULL, last_write TEXT NOT NULL, "
-    "PRIMARY KEY (kind, id)) WITHOUT ROWID",
-    "CREATE TABLE requests (day TEXT PRIMARY KEY, count INTEGER NOT NULL) WITHOUT ROWID",
-)
-# version: an object's ETag or generation (remote.identity), and lines: how many it has once read to its
-# end; block and the hashes are a file's on disk
-_INPUT_COLUMNS = ("key, settled_lines, settled_after, settled_parts, size, block, head_sha256, tail_sha256, version, "
-                  "lines")
-_INPUT_VALUES = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-_IDENTITY = ("size", "block", "head_sha256", "tail_sha256", "version", "lines")
-_OBJECT_COLUMNS = (("version", "TEXT"), ("lines", "INTEGER"))  # added by the release that read object stores
 
 
 class StoreError(OSError):
@@ -73,13 +36,18 @@ class CheckpointStore:
         self._delivered = {}  # message_id -> "FILE:LINE", not yet committed
         self._objects = {}  # (kind, id) -> digest, not yet committed
         self._requests = {}  # day -> requests to add, not yet committed
+        # Source names are looked up when used, never loaded whole: a walk of a million files has a
+        # million of them. _sources holds those of the rows not yet committed, and is emptied at commit().
+        self._sources = {}  # name -> id of the rows waiting for commit()
         self._new_sources = {}  # name -> id, not yet committed
+        from gspx_cli.state.carryover import carry_over  # jsonio and tempfile: only for a JSON checkpoint
+
         # the JSON format (1 or 2) this file was carried over from just now, if it was one
-        self.converted_from = _carry_over(path)
-        self._con = _open(path)
+        self.converted_from = carry_over(path)
+        self._con = open_database(path)
         try:
             self._identity = _file_id(path)  # which file we write: a commit checks it is still at the path
-            self._sources, self._names = self._load_sources()
+            self._next_source = self._read_one("SELECT coalesce(max(id), 0) + 1 FROM sources")[0]
         except BaseException:
             self.close()
             raise
@@ -93,20 +61,32 @@ class CheckpointStore:
 
     # -- inputs ---------------------------------------------------------------------------------------
     def load_inputs(self):
-        """{key: entry} as saved: settled_lines, and settled_after, settled_parts, identity when there are any."""
+        """{key: entry} of every input as saved (tests and tools: a run looks inputs up one at a time)."""
         try:
-            rows = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs ORDER BY key").fetchall()
+            rows = self._con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs ORDER BY key").fetchall()
         except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
-        return {row[0]: _entry(row) for row in rows}
+            raise read_error(self.path, exc) from None
+        return {row[0]: entry_of(row) for row in rows}
 
     def input_entry(self, key):
-        """The saved entry of one input, or None."""
+        """The saved entry of one input (settled_lines, and settled_after, settled_parts, identity when
+        there are any), or None."""
+        return input_entry(self._con, self.path, key)
+
+    def settled_beyond_any_prefix(self):
+        """True when some input has lines settled beyond its prefix (its partial index: no scan)."""
+        return self._read_one(f"SELECT EXISTS (SELECT 1 FROM inputs WHERE {BEYOND})")[0] == 1
+
+    def reader(self):
+        """A second, read-only connection to look inputs up from another thread (the reader's): WAL
+        lets it read the last commit while this one writes. Has input_entry(key) and close()."""
+        return InputReader(self.path)
+
+    def _read_one(self, sql, args=()):
         try:
-            row = self._con.execute(f"SELECT {_INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
+            return self._con.execute(sql, args).fetchone()
         except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
-        return None if row is None else _entry(row)
+            raise read_error(self.path, exc) from None
 
     # -- delivered messageIds -------------------------------------------------------------------------
     def delivered_at(self, message_id):
@@ -120,7 +100,7 @@ class CheckpointStore:
         source, line = row
         if source is None:
             return ""
-        name = self._names[source]
+        name = self._read_one("SELECT name FROM sources WHERE id = ?", (source,))[0]
         return name if line is None else f"{name}:{line}"
 
     def add_delivered(self, message_id, where):
@@ -164,13 +144,13 @@ class CheckpointStore:
     def commit(self, inputs):
         """One transaction: the given inputs' entries replace theirs, and every buffered row is written.
         Raises StoreError (an OSError) when it cannot be written; the buffers then stay for a later commit."""
-        rows = [_input_row(key, entry) for key, entry in inputs.items()]
+        rows = [input_row(key, entry) for key, entry in inputs.items()]
         self._write(lambda con: self._flush(con, rows))
         self._delivered, self._objects, self._requests = {}, {}, {}
-        self._new_sources = {}
+        self._sources, self._new_sources = {}, {}
 
     def _flush(self, con, input_rows):
-        con.executemany(f"INSERT OR REPLACE INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})",
+        con.executemany(f"INSERT OR REPLACE INTO inputs ({INPUT_COLUMNS}) VALUES ({INPUT_VALUES})",
                         input_rows)
         delivered = [(message_id, *self._place(where)) for message_id, where in self._delivered.items()]
         con.executemany("INSERT INTO sources (id, name) VALUES (?, ?)",
@@ -188,8 +168,12 @@ class CheckpointStore:
         name, line = _split_where(where)
         source = self._sources.get(name)
         if source is None:
-            source = self._sources[name] = self._new_sources[name] = max(self._names, default=0) + 1
-            self._names[source] = name
+            row = self._con.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                source = self._sources[name] = row[0]
+            else:
+                source = self._sources[name] = self._new_sources[name] = self._next_source
+                self._next_source += 1
         return source, line
 
     def _write(self, work):
@@ -202,25 +186,18 @@ class CheckpointStore:
             con.execute("COMMIT")
         except sqlite3.Error as exc:
             self._forget_new_sources()
-            _rollback(con)
+            rollback(con)
             raise _write_error(exc) from None
         except BaseException:
             self._forget_new_sources()
-            _rollback(con)
+            rollback(con)
             raise
 
     def _forget_new_sources(self):
         """A failed commit wrote no source: their ids are given again by the next one."""
-        for name, source in self._new_sources.items():
-            del self._sources[name], self._names[source]
-        self._new_sources = {}
-
-    def _load_sources(self):
-        try:
-            rows = self._con.execute("SELECT id, name FROM sources").fetchall()
-        except sqlite3.Error as exc:
-            raise _read_error(self.path, exc) from None
-        return {name: i for i, name in rows}, {i: name for i, name in rows}
+        if self._new_sources:
+            self._next_source = min(self._new_sources.values())
+        self._sources, self._new_sources = {}, {}
 
     def close(self):
         """Close the database; rows not committed are dropped. Safe to call twice."""
@@ -239,192 +216,68 @@ class CheckpointStore:
         self.close()
 
 
-# -- opening --------------------------------------------------------------------------------------------
+class InputReader:
+    """A read-only connection to the checkpoint's inputs, for the reader thread (CheckpointStore.reader).
 
-def _carry_over(path):
-    """Convert a JSON checkpoint (formats 1 and 2) at path to SQLite and return its format; None when
-    path is missing, empty or already SQLite. Raises ConfigError for anything else."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-            if not head or head == SQLITE_MAGIC:
-                return None
-            if os.fstat(fh.fileno()).st_size > MAX_JSON_BYTES or head.lstrip()[:1] not in (b"{", b""):
-                raise _not_ours(path)
-            fh.seek(0)
-            text = fh.read()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(f"cannot read checkpoint: {exc.strerror}", file=path, key="--checkpoint") from None
-    version, input_rows = _parse_json(path, text)
-    _convert(path, input_rows)
-    return version
+    The walk reaches a folder's files one after another, mostly in the order of their keys, so rows
+    are read WINDOW at a time from the one asked for on (its folder's only): one query per WINDOW
+    inputs, and never more than WINDOW rows held, however many the checkpoint has."""
 
-
-def _parse_json(path, text):
-    """(version, input rows) of a JSON checkpoint (formats 1 and 2), checked before anything is written."""
-    try:
-        data = jsonio.loads(text.decode("utf-8"))
-        version = data.get("version", 1)
-    except (ValueError, AttributeError):
-        raise _not_ours(path) from None
-    _check_version(path, version)
-    try:
-        return version, [_input_row(key, entry) for key, entry in data["inputs"].items()]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise _not_ours(path) from None
-
-
-def _convert(path, input_rows):
-    """Build the database in a temp file beside path, then rename it over path: the JSON file stays
-    whole until the database is complete, whatever happens meanwhile."""
-    try:
-        _build_and_rename(path, input_rows)
-    except (sqlite3.Error, OSError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(f"cannot convert the JSON checkpoint: {reason}", file=path, key="--checkpoint") from None
-
-
-def _build_and_rename(path, input_rows):
-    fd, tmp = tempfile.mkstemp(prefix=".gspx-", suffix=".db-tmp", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        con = _open(tmp)
+    def __init__(self, path):
+        self.path = path
+        self._window = {}  # key -> row, of the keys in [_low, _high)
+        self._low = self._high = ""
         try:
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany(f"INSERT INTO inputs ({_INPUT_COLUMNS}) VALUES ({_INPUT_VALUES})", input_rows)
-            con.execute("COMMIT")
-        finally:
-            con.close()  # WAL folded into the file: it is one file again, ready to rename
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, tmp + "-wal", tmp + "-shm", tmp + "-journal"):
-            try:
-                os.unlink(leftover)
-            except OSError:
-                pass
+            self._con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+            self._con.execute("PRAGMA query_only = 1")
+        except sqlite3.Error as exc:
+            raise read_error(path, exc) from None
+
+    def input_entry(self, key):
+        """The saved entry of one input as a recent commit left it, or None."""
+        row = self._row(key)
+        return None if row is None else entry_of(row)
+
+    def settled(self, key):
+        """(settled_lines, lines settled beyond them?, identity: (size, version, lines, mtime_ns, inode)) of
+        one input, or None: what the reader needs of an input that it may not have to open."""
+        row = self._row(key)
+        if row is None:
+            return None
+        return row[1], row[2] is not None or row[3] is not None, (row[4], row[8], row[9], row[10], row[11])
+
+    def _row(self, key):
+        row = self._window.get(key)
+        if row is not None or self._low <= key < self._high:
+            return row
+        folder = key[: key.rfind("/") + 1]
+        end = folder[:-1] + chr(ord("/") + 1) if folder else "\uffff"  # past every key under folder/
+        try:
+            rows = self._con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs WHERE key >= ? AND key < ? "
+                                     "ORDER BY key LIMIT ?", (key, end, WINDOW)).fetchall()
+        except sqlite3.Error as exc:
+            raise read_error(self.path, exc) from None
+        self._window = {row[0]: row for row in rows}
+        self._low, self._high = key, (rows[-1][0] if len(rows) == WINDOW else end)
+        return self._window.get(key)
+
+    def close(self):
+        con, self._con = self._con, None
+        self._window = {}
+        if con is not None:
+            con.close()
 
 
-def _open(path):
-    """A connection to a gspx database at path, created when the file is new or empty; ConfigError
-    when it is another SQLite database or a newer format."""
+def input_entry(con, path, key):
+    """The saved entry of one input, or None (ConfigError when the database cannot be read)."""
     try:
-        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        row = con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs WHERE key = ?", (key,)).fetchone()
     except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-    try:
-        _check_schema(path, con)  # first: a database that is not ours is left exactly as it was
-        _configure(path, con)
-    except BaseException:
-        con.close()
-        raise
-    return con
+        raise read_error(path, exc) from None
+    return None if row is None else entry_of(row)
 
 
-def _configure(path, con):
-    """WAL: a commit appends to one file and is atomic, so a crash or kill -9 leaves the last commit
-    whole. synchronous=FULL syncs the WAL at each commit, so a commit that returned also survives a
-    power cut, as the JSON checkpoint's fsync did; it costs one fsync per save (about one a second,
-    coordinator.CHECKPOINT_EVERY), where NORMAL could lose the commits since the last WAL checkpoint
-    and make a rerun resend them."""
-    try:
-        # where WAL cannot work (no shared memory: some network file systems), SQLite keeps its
-        # rollback journal, which is atomic too
-        con.execute("PRAGMA journal_mode = WAL")
-        con.execute("PRAGMA synchronous = FULL")
-        con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-
-
-def _check_schema(path, con):
-    """Create the tables in a new database; refuse one that gspx did not write, or a newer format."""
-    try:
-        if not _tables(con):
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                if not _tables(con):  # another connection may have created them while we waited
-                    for statement in _SCHEMA:
-                        con.execute(statement)
-                    con.execute("INSERT INTO meta (key, value) VALUES ('version', ?)", (str(FORMAT_VERSION),))
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
-        if "meta" not in _tables(con):
-            raise ConfigError("not a gspx checkpoint file (a SQLite database of something else)",
-                              file=path, key="--checkpoint")
-        row = con.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-    try:
-        version = int(row[0])
-    except (TypeError, ValueError):
-        raise _not_ours(path) from None
-    if version != FORMAT_VERSION:
-        _check_version(path, version)
-        raise _not_ours(path)  # 1 and 2 were only ever JSON
-    _add_object_columns(path, con)
-
-
-def _add_object_columns(path, con):
-    """The objects' identity columns, added to a database written before object stores were read."""
-    try:
-        columns = {row[1] for row in con.execute("PRAGMA table_info(inputs)")}
-        for name, kind in _OBJECT_COLUMNS:
-            if name not in columns:
-                con.execute(f"ALTER TABLE inputs ADD COLUMN {name} {kind}")
-    except sqlite3.Error as exc:
-        raise _read_error(path, exc) from None
-
-
-def _tables(con):
-    return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-def _check_version(path, version):
-    if version not in READABLE_VERSIONS:
-        raise ConfigError(f"checkpoint version {version!r} is not one this gspx reads "
-                          f"({', '.join(map(str, READABLE_VERSIONS))}): written by a newer gspx?",
-                          file=path, key="--checkpoint")
-
-
-# -- rows -----------------------------------------------------------------------------------------------
-
-def _input_row(key, entry):
-    """The inputs row of one entry (raises KeyError, TypeError or ValueError when it is not one)."""
-    if not isinstance(key, str):
-        raise TypeError("input key")
-    after = sorted({int(line) for line in entry.get("settled_after", ())})
-    parts = {str(int(line)): sorted({int(i) for i in indices})
-             for line, indices in entry.get("settled_parts", {}).items()}
-    identity = entry.get("identity")
-    if identity is None:
-        ids = (None, None, None, None, None, None)
-    elif identity.get("version") is not None:
-        lines = identity.get("lines")
-        ids = (int(identity["size"]), None, None, None, str(identity["version"]), None if lines is None else int(lines))
-    else:
-        ids = (int(identity["size"]), int(identity["block"]), str(identity["head_sha256"]),
-               str(identity["tail_sha256"]), None, None)
-    return (key, int(entry["settled_lines"]), jsonio.dumps(after) if after else None,
-            jsonio.dumps(dict(sorted(parts.items(), key=lambda kv: int(kv[0])))) if parts else None, *ids)
-
-
-def _entry(row):
-    """An inputs row as the entry Checkpoint reads (the JSON format 2 entry)."""
-    _, settled_lines, after, parts, *identity = row
-    entry = {"settled_lines": settled_lines}
-    if after:
-        entry["settled_after"] = jsonio.loads(after)
-    if parts:
-        entry["settled_parts"] = jsonio.loads(parts)
-    if identity[0] is not None:
-        entry["identity"] = {name: value for name, value in zip(_IDENTITY, identity) if value is not None}
-    return entry
-
+# -- errors ---------------------------------------------------------------------------------------------
 
 def _split_where(where):
     """("FILE", LINE) of "FILE:LINE"; (where, None) when it does not end in a line number."""
@@ -437,7 +290,6 @@ def _split_where(where):
     return where, None
 
 
-# -- errors ---------------------------------------------------------------------------------------------
 
 # SQLite's primary result codes (sqlite.org/rescode.html) -> the errno that says the same
 _ERRNO = {13: errno.ENOSPC, 8: errno.EROFS, 10: errno.EIO, 14: errno.ENOENT, 23: errno.EACCES}
@@ -447,24 +299,6 @@ def _write_error(exc):
     """A StoreError from a sqlite3 error, its reason in SQLite's words ("database or disk is full")."""
     code = getattr(exc, "sqlite_errorcode", None)
     return StoreError(_ERRNO.get(code & 0xFF) if code is not None else None, str(exc))
-
-
-def _read_error(path, exc):
-    if "not a database" in str(exc):
-        return _not_ours(path)
-    return ConfigError(f"cannot read checkpoint: {exc}", file=path, key="--checkpoint")
-
-
-def _not_ours(path):
-    return ConfigError("not a gspx checkpoint file", file=path, key="--checkpoint")
-
-
-def _rollback(con):
-    if con.in_transaction:
-        try:
-            con.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # SQLite rolled back already (SQLITE_FULL does): nothing was written
 
 
 def _file_id(path):
@@ -477,11 +311,3 @@ def _check_same_file(path, identity):
     them, as OSError (the removed folder says "No such file or directory")."""
     if _file_id(path) != identity:
         raise StoreError(None, "it was removed or replaced during the run")
-
-
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,0 +1,101 @@
+"""The checkpoint as the reader sees it: what an earlier run recorded of an input, looked up in the database
+when the walk reaches that input (never loaded whole: a year of archives is a million inputs), and what
+the reader learns of the objects and files it reads, handed to the run's bookkeeping."""
+
+import os
+import threading
+import time
+
+from gspx_cli.errors import ReplacedInputError
+from gspx_cli.read import remote
+from gspx_cli.read.reader import source_key
+from gspx_cli.state.identity import REFUSAL_ADVICE, file_problem, object_problem, read_whole, recorded
+
+
+class InputWatch:
+    """The reader thread's questions (reader.iter_line_batches `inputs` and `skip_lines`), on a read-only
+    connection of its own. One thread uses it; close() may come from another, once the run ends."""
+
+    def __init__(self, checkpoint_path, connection, objects, ends):
+        self._path = checkpoint_path
+        self._con = connection  # store.InputReader
+        self._objects = objects  # source key -> identity of an object read in this run (Checkpoint's)
+        self._ends = ends  # queue of (source key, lines, (size, mtime_ns, inode) or None) read to their end
+        self._con_settled, self._con_entry = connection.settled, connection.input_entry
+        self._folder = (None, None)  # the last folder as found, and its absolute path
+        self._lock = threading.Lock()  # close() never pulls the connection from under a lookup
+
+    def _lookup(self, path, ask):
+        key = self._key(path)
+        with self._lock:
+            if self._con is None:
+                return key, None  # the run has ended: nothing more is read
+            return key, ask(key)
+
+    def _key(self, path):
+        """source_key(path), with the absolute path of its folder worked out once per folder."""
+        if path == "-" or remote.is_url(path):
+            return path
+        folder, sep, name = path.rpartition(os.sep)
+        if not sep or name in (".", "..", ""):
+            return source_key(path)
+        if folder != self._folder[0]:
+            self._folder = (folder, source_key(folder or os.sep))
+        return os.path.join(self._folder[1], name)
+
+    def skip_lines(self, path):
+        """The number of lines of the input at path an earlier run settled (its prefix): the reader skips them."""
+        found = self._lookup(path, self._con_settled)[1]
+        return found[0] if found is not None else 0
+
+    def settled_whole(self, path, identity=None):
+        """True when an earlier run read this input to its end and settled every line of it, and it is
+        the same now: an object whose listing's identity (identity) is the one recorded, or a file on
+        disk (identity None) whose size, mtime and inode are: a rerun need not open it."""
+        found = self._lookup(path, self._con_settled)[1]
+        if found is None:
+            return False
+        prefix, beyond, (size, version, lines, mtime_ns, inode) = found
+        if lines is None or prefix < lines or beyond:
+            return False
+        if identity is not None:
+            return version is not None and version == identity["version"] and size == identity["size"]
+        if mtime_ns is None:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return st.st_size == size and st.st_mtime_ns == mtime_ns and st.st_ino == inode
+
+    def verify(self, path, identity):
+        """Raise ReplacedInputError when a file found in a directory or an object store (identity: the
+        object's, None for a file on disk) is not the one this checkpoint recorded with lines settled."""
+        entry = self._lookup(path, self._con_entry)[1]
+        found = None if entry is None else recorded(entry, self._path)
+        if found is None or found.identity is None or (not found.prefix and not found.after):
+            return
+        if identity is None:
+            problem = file_problem(path, found.identity)
+        else:
+            problem = object_problem(path, found.identity, identity)
+        if problem:
+            raise ReplacedInputError(f"{problem} {REFUSAL_ADVICE.format(path=self._path)}",
+                                     key=f"--checkpoint {self._path}")
+
+    def observe(self, path, identity):
+        """The identity of an object being read in this run, saved with its lines."""
+        self._objects[self._key(path)] = identity
+
+    def ended(self, path, lines, opened=None):
+        """An input was read to its end: it has `lines` lines. opened: a file on disk, still open, whose
+        stat then is saved with them (so a rerun that finds it unchanged skips it)."""
+        whole = read_whole(opened, time.time_ns()) if opened is not None else None
+        if opened is None or whole is not None:
+            self._ends.put((self._key(path), lines, whole))
+
+    def close(self):
+        with self._lock:
+            con, self._con = self._con, None
+        if con is not None:
+            con.close()

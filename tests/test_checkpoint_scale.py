@@ -1,0 +1,207 @@
+"""A checkpoint over many inputs (issue 22): nothing of it loaded whole at open, rows looked up as the walk
+reaches each input, a settled file skipped on its stat, and a resume over many small files exact."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections import Counter
+
+from e2e import TEST_KEY, finish, wait_until, write_config
+from gspx_cli.read.reader import source_key
+from gspx_cli.state import store as store_mod
+from gspx_cli.state.checkpoint import Checkpoint
+from gspx_cli.state.store import CheckpointStore
+
+IDENTITY = {"size": 120, "block": 65536, "head_sha256": "a" * 64, "tail_sha256": "b" * 64}
+HOUR_AGO_NS = time.time_ns() - 3600 * 10**9
+
+
+def recorded_inputs(path, n):
+    """A checkpoint at path recording n settled files under /data/day/."""
+    with CheckpointStore(str(path)) as store:
+        store.commit({f"/data/day/{i:06d}.json": {"settled_lines": 1, "settled_after": [3] if i % 7 == 0 else [],
+                                                  "identity": IDENTITY} for i in range(n)})
+
+
+def held_by_opening(path):
+    """Python bytes still held after opening the checkpoint at path and asking what a run asks at its start."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        ck = Checkpoint(str(path))
+        assert ck.resumes_beyond_prefix
+        watch = ck.watch()
+        assert watch.skip_lines("/data/day/000010.json") == 1
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    ck.close()
+    return held
+
+
+def test_opening_a_checkpoint_holds_nothing_per_recorded_input(tmp_path):
+    recorded_inputs(tmp_path / "small.ckpt", 200)
+    recorded_inputs(tmp_path / "big.ckpt", 5_000)
+    small, big = held_by_opening(tmp_path / "small.ckpt"), held_by_opening(tmp_path / "big.ckpt")
+    # loading every input held ~1.5 KB each (7 MB here); a lookup holds at most one window of rows
+    assert big - small < 200_000, (small, big)
+
+
+def test_the_reader_reads_rows_a_window_at_a_time_and_holds_no_more(tmp_path):
+    n = 3 * store_mod.WINDOW + 10
+    recorded_inputs(tmp_path / "c.ckpt", n)
+    with CheckpointStore(str(tmp_path / "c.ckpt")) as store:
+        reader = store.reader()
+        statements = []
+        reader._con.set_trace_callback(statements.append)
+        prefixes = [reader.settled(f"/data/day/{i:06d}.json")[0] for i in range(n)]
+        assert reader.settled("/data/day/new.json") is None  # past the last row: no row, one query
+        assert reader.input_entry("/data/day/000007.json")["settled_after"] == [3]
+        held = len(reader._window)
+        reader.close()
+    assert prefixes == [1] * n
+    assert sum("FROM inputs" in s for s in statements) <= n // store_mod.WINDOW + 3
+    assert held <= store_mod.WINDOW
+
+
+# ---- through the command, as users run it -------------------------------------------------------------
+
+def start_send(args, out_dir, tag):
+    env = {**os.environ, "GSPX_API_KEY": TEST_KEY}
+    env.pop("GSPX_CONFIG", None)
+    with open(out_dir / f"{tag}.out", "w") as stdout, open(out_dir / f"{tag}.err", "w") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "gspx_cli", "send", *args], stdout=stdout, stderr=stderr,
+                                env=env, cwd=str(out_dir))
+
+
+def one_event_files(root, n, old=False):
+    """n files of one numbered track event in folders of 100; old: written an hour ago (their mtime)."""
+    paths = []
+    for i in range(n):
+        folder = root / f"2024-01-{1 + i // 100:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{1704067200 + i}.events.json"
+        path.write_text(json.dumps({"type": "track", "userId": f"u{i % 37}", "event": "E", "properties": {"n": i}})
+                        + "\n")
+        if old:
+            os.utime(path, ns=(HOUR_AGO_NS, HOUR_AGO_NS))
+        paths.append(path)
+    return paths
+
+
+def numbers(px):
+    return Counter(e["attributes"]["n"] for e in list(px.events))
+
+
+def saved(ckpt, path):
+    with CheckpointStore(str(ckpt)) as store:
+        return store.input_entry(source_key(str(path)))
+
+
+def test_2000_files_stopped_by_sigterm_then_resumed_send_every_event_once(px_server, tmp_path):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    one_event_files(tmp_path / "tree", 2000)
+    ckpt = tmp_path / "run.ckpt"
+    args = ["-c", cfg, "--checkpoint", str(ckpt), "--concurrency", "8", "tree"]
+    px.latency = 0.01
+    proc = start_send([*args, "--rate-limit", "400"], tmp_path, "first")
+    try:
+        assert wait_until(lambda: len(px.events) >= 300), "the first run delivered too little"
+        proc.send_signal(signal.SIGTERM)
+        assert finish(proc) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    first = numbers(px)
+    assert 300 <= sum(first.values()) < 2000 and max(first.values()) == 1
+
+    px.latency = 0.0
+    proc = start_send(args, tmp_path, "second")
+    assert finish(proc) == 0, (tmp_path / "second.err").read_text()
+    assert numbers(px) == Counter(range(2000))  # nothing sent twice, nothing lost
+    proc = start_send(args, tmp_path, "third")
+    assert finish(proc) == 0, (tmp_path / "third.err").read_text()
+    assert numbers(px) == Counter(range(2000))  # a resume with nothing new sends nothing
+
+
+def test_a_resume_skips_unchanged_files_on_their_stat_reads_a_grown_one_and_refuses_a_replaced_one(px_server,
+                                                                                                     tmp_path):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    paths = one_event_files(tmp_path / "tree", 20, old=True)
+    ckpt = tmp_path / "run.ckpt"
+    args = ["-c", cfg, "--checkpoint", str(ckpt), "--no-dedupe", "tree"]
+    proc = start_send(args, tmp_path, "first")
+    assert finish(proc) == 0, (tmp_path / "first.err").read_text()
+    st = os.stat(paths[5])
+    # read whole: its stat and number of lines are kept, so a rerun that finds it so need not open it
+    assert saved(ckpt, paths[5])["identity"] == {**saved(ckpt, paths[5])["identity"], "lines": 1,
+                                                 "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
+                                                 "size": st.st_size}
+
+    with open(paths[5], "a") as fh:  # grown: read again from after its settled line
+        fh.write(json.dumps({"type": "track", "userId": "u1", "event": "E", "properties": {"n": 100}}) + "\n")
+    proc = start_send(args, tmp_path, "second")
+    assert finish(proc) == 0, (tmp_path / "second.err").read_text()
+    assert numbers(px) == Counter([*range(20), 100])  # --no-dedupe: only the checkpoint kept the rest out
+
+    paths[12].write_text(json.dumps({"type": "track", "userId": "u9", "event": "E", "properties": {"n": 99}}) + "\n")
+    proc = start_send(args, tmp_path, "third")
+    assert finish(proc) == 2
+    err = (tmp_path / "third.err").read_text()
+    assert "tree/2024-01-01/1704067212.events.json is shorter than when the checkpoint was saved" in err
+    assert numbers(px) == Counter([*range(20), 100])  # nothing of the replaced file
+
+
+def test_a_file_modified_just_before_it_was_read_keeps_no_stat_to_be_skipped_on(px_server, tmp_path):
+    cfg = write_config(tmp_path, px_server.base_url)
+    (path,) = one_event_files(tmp_path / "tree", 1)  # written now: within the file system's mtime granularity
+    ckpt = tmp_path / "run.ckpt"
+    proc = start_send(["-c", cfg, "--checkpoint", str(ckpt), "tree"], tmp_path, "first")
+    assert finish(proc) == 0, (tmp_path / "first.err").read_text()
+    identity = saved(ckpt, path)["identity"]
+    assert identity["size"] == path.stat().st_size and "mtime_ns" not in identity
+
+
+def test_a_checkpoint_from_before_the_stat_columns_gains_them(tmp_path):
+    path = tmp_path / "old.ckpt"
+    with CheckpointStore(str(path)):
+        pass
+    with sqlite3.connect(path) as db:  # as the release before issue 22 wrote it
+        db.execute("CREATE TABLE inputs_old AS SELECT key, settled_lines, settled_after, settled_parts, size, block, "
+                   "head_sha256, tail_sha256, version, lines FROM inputs")
+        db.execute("DROP TABLE inputs")
+        db.execute("ALTER TABLE inputs_old RENAME TO inputs")
+        db.execute("INSERT INTO inputs (key, settled_lines, size, version, lines) VALUES ('s3://b/a.json', 2, 9, "
+                   "'etag:x', 2)")
+    with CheckpointStore(str(path)) as store:
+        assert store.input_entry("s3://b/a.json") == {"settled_lines": 2,
+                                                       "identity": {"size": 9, "version": "etag:x", "lines": 2}}
+        store.commit({"/d/a.json": {"settled_lines": 1, "identity": {**IDENTITY, "lines": 1, "mtime_ns": 5,
+                                                                     "inode": 7}}})
+        assert store.input_entry("/d/a.json")["identity"]["mtime_ns"] == 5
+
+
+def test_a_file_read_to_its_end_before_its_lines_reach_the_bookkeeping_keeps_its_line_count(tmp_path):
+    from gspx_cli.read.reader import Record
+    from gspx_cli.state.ledger import DELIVERED, Ledger
+
+    (path,) = one_event_files(tmp_path / "tree", 1, old=True)
+    led = Ledger(checkpoint=str(tmp_path / "c.ckpt"))
+    watch = led.checkpoint.watch()
+    with open(path, "rb", buffering=0) as fh:  # the reader is ahead: the end comes first
+        fh.read()
+        watch.ended(str(path), 1, fh)
+    led.checkpoint.save()  # its lines are not here yet: the end waits
+    record = Record(str(path), 1, b"{}", {"type": "track"})
+    led.read(record)
+    led.settle(record, DELIVERED)
+    led.close()
+    identity = saved(tmp_path / "c.ckpt", path)["identity"]
+    assert identity["lines"] == 1 and identity["mtime_ns"] == HOUR_AGO_NS
