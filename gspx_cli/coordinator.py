@@ -1,33 +1,27 @@
 """The run loop: one coordinator on the main thread owns reading results, mapping, the ledger and the
-checkpoint; a reader thread feeds it, a sink (print or HTTP) takes each plan (STYLE habit 13).
+checkpoint; a reader thread (read/feeder.py) feeds it, dispatch.py turns each record into a plan for the
+sink (print or HTTP) or an outcome, completions come back on the inbox (STYLE habit 13).
 """
 
 import gc
 import os
 import queue
 import signal
-import threading
 import time
 from dataclasses import dataclass
 
-from gspx_cli.mapping import fields
 from gspx_cli.delivery.budget import DailyBudget, utc_day
-from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
-from gspx_cli.errors import STOP_EXIT_CODES, ReplacedInputError
-from gspx_cli.mapping.filters import FILTERED
-from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, SKIPPED
-from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
-from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
-from gspx_cli.read.reader import ReadStats, iter_line_batches, parse_batch
+from gspx_cli.dispatch import Dispatcher, type_of
+from gspx_cli.errors import STOP_EXIT_CODES
+from gspx_cli.read.feeder import ReaderThread
+from gspx_cli.read.reader import ReadStats, parse_batch
+from gspx_cli.state.ledger import INTERRUPTED
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
-READ_AHEAD_BATCHES = 4  # batches read but not yet dispatched: bounds memory, and what a stop leaves unsent
 WAIT_SECONDS = 0.25  # the longest the coordinator sleeps: a signal or a stop is acted on within this
 CHECKPOINT_EVERY = 1.0  # seconds between checkpoint saves during a run
 STOP_GRACE = 1.0  # beyond delivery.timeout, for requests in flight to come back after a stop
 SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
-_EVENT_TYPES = fields.SENT_TYPES | fields.SKIPPED_TYPES
-_FILTERED_AS = {t: Skipped(t, FILTERED) for t in (*_EVENT_TYPES, None)}  # one value per type, shared
 
 
 class StopFlag:
@@ -133,13 +127,11 @@ class Coordinator:
     def __init__(self, settings, paths, *, sink, inbox, reporter, ledger, stop, max_line_bytes, stdin=None,
                  dedupe=True, budget=None, event_filter=None, window=None):
         self._settings = settings
-        self._filter = event_filter if event_filter else None  # CLI.md "Filters"
         self._sink = sink
         self._inbox = inbox
         self._reporter = reporter
         self._ledger = ledger
         self._stop = stop
-        self._mapper = Mapper(settings)
         self._pending = []  # batches taken from the inbox, not yet dispatched (the sink was full)
         self._outstanding = 0  # plans handed to the sink and not yet completed
         self._reader_done = False
@@ -149,16 +141,14 @@ class Coordinator:
         # the run's memory (CLI.md "The checkpoint"): a dry run settles nothing, so it remembers in memory
         self._store = getattr(checkpoint, "store", None) if sink.remembers else None
         self._budget = budget
-        self._messages = None
-        if dedupe:
-            self._messages = StoredMemory(self._store) if self._store is not None else RunMemory()
-        self._message_events = {}  # messageId -> events with it handed to the sink and not completed
         self._resuming = checkpoint is not None and checkpoint.resumes_beyond_prefix
+        self._dispatcher = Dispatcher(settings, sink=sink, reporter=reporter, ledger=ledger, store=self._store,
+                                      resuming=self._resuming, dedupe=dedupe, event_filter=event_filter)
         watch = checkpoint.watch() if checkpoint is not None else None  # looked up as the walk reaches each input
-        self._reader = _Reader(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
-                               skip_lines=watch.skip_lines if watch is not None else None, stdin=stdin,
-                               inputs=watch, window=window,
-                               outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))
+        self._reader = ReaderThread(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
+                                    skip_lines=watch.skip_lines if watch is not None else None, stdin=stdin,
+                                    inputs=watch, window=window,
+                                    outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))
 
     def run(self):
         """Until every event read is settled, or the run stops; then write everything down."""
@@ -183,7 +173,7 @@ class Coordinator:
             if stop.is_set():
                 return
             if self._pending and sink.has_room():
-                self._dispatch(self._pending.pop(0))
+                self._outstanding += self._dispatcher.dispatch(self._pending.pop(0))
                 self._reader.room.release()
                 continue
             if self._reader_done and not self._pending and self._outstanding == 0:
@@ -210,7 +200,7 @@ class Coordinator:
             if facts and self._store is not None:
                 for fact in facts:
                     self._store.add_object(*fact)
-            self._settle_completion(record, outcome, reason, event_type)
+            self._dispatcher.complete(record, outcome, reason, event_type)
         elif kind == "stop":
             self._stop.set(message[1], message[2])
         elif kind == "eof":
@@ -228,110 +218,6 @@ class Coordinator:
         error = self._ledger.output_error or self._sink.error
         if error is not None and not self._stop.is_set():
             self._stop.set("output", error)
-
-    def _settle_completion(self, record, outcome, reason, event_type):
-        if outcome is FAILED:
-            self._reporter.event_failed(record.where, reason)
-        # a completion carries the record, not the plan
-        message_id = message_id_of(record.event) if self._messages is not None and record.event else None
-        if message_id is not None:
-            if outcome is DELIVERED:
-                self._messages.add(message_id, record.source, record.line_no)
-            left = self._message_events.get(message_id, 1) - 1
-            if left <= 0:
-                self._message_events.pop(message_id, None)
-                self._sink.forget(message_id)
-            else:
-                self._message_events[message_id] = left
-        self._ledger.settle(record, outcome, reason, event_type)
-
-    def _dispatch(self, batch):
-        """Parse, map each record of a batch and hand plans to the sink; the hot path of a dry run."""
-        batch = parse_batch(batch)
-        ledger, reporter, sink = self._ledger, self._reporter, self._sink
-        map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
-        checkpoint = ledger.checkpoint
-        resuming = self._resuming
-        keep = self._filter.keep if self._filter is not None else None
-        messages = self._messages
-        # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
-        claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
-                 else None)
-        if checkpoint is None:  # nothing to open per line: count the batch at once
-            ledger.stats.read += len(batch)
-        for record in batch:
-            if checkpoint is not None:
-                if resuming and checkpoint.skip_settled_before(record):
-                    continue
-                read(record)
-            if record.problem is not None:
-                if record.refused:  # a whole file of something else than events (reader._file_refusal)
-                    result = Skipped(None, record.problem, (f"{record.problem}: the file is skipped",))
-                else:
-                    result = Invalid(record.problem)
-            elif keep is not None and not keep(record.event):
-                # left out before mapping: its type for the counts, one line, no listing, estimate or messageId
-                event_type = _type_of(record)
-                result = _FILTERED_AS.get(event_type) or Skipped(event_type, FILTERED)
-                sink.record(record, result)
-                settle(record, SKIPPED, FILTERED, event_type)
-                continue
-            else:
-                try:
-                    result = map_event(record.event)
-                except Exception as exc:  # a mapping bug must fail one event, never the run
-                    result = Invalid(f"internal error while mapping: {type(exc).__name__}: {exc}")
-            if result.warnings:
-                for warning in result.warnings:
-                    reporter.warning(record.where, warning)
-                    ledger.warn()
-            kind = type(result)
-            if kind is Plan:
-                message_id = result.message_id
-                if message_id is not None and messages is not None:
-                    if claim is not None:
-                        first = claim(message_id, record.source, record.line_no)
-                    else:
-                        first = messages.delivered_at(message_id)
-                    if first is not None:  # MAPPING.md "Duplicate events": never sent twice
-                        sink.record(record, Skipped(result.type, f"{DUPLICATE}, first at {first}" if first
-                                                    else DUPLICATE))
-                        settle(record, SKIPPED, DUPLICATE, result.type)
-                        continue
-                if self._store is not None:
-                    self._recall(result)
-                done = submit(record, result)
-                if done is None:
-                    self._outstanding += 1
-                    if message_id is not None and messages is not None:
-                        self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
-                else:  # completed at once: remembered above (claim), nothing with its messageId is left in the sink
-                    if done is DELIVERED and message_id is not None and messages is not None and claim is None:
-                        messages.add(message_id, record.source, record.line_no)
-                    settle(record, done, None, result.type)
-                continue
-            sink.record(record, result)
-            if kind is Skipped:
-                settle(record, SKIPPED, result.reason, result.type)
-            else:
-                reporter.event_failed(record.where, result.message)
-                settle(record, INVALID, result.message, result.type)
-
-    def _recall(self, plan):
-        """Tell the sink what the checkpoint knows of the plan's objects (known to exist, last write)."""
-        known, store = self._sink.known, self._store
-        for step in plan.steps:
-            kind = type(step)
-            if kind is Upsert or kind is Update:
-                object_kind, object_id = step.kind, step.id
-            elif kind is RequireUser:
-                object_kind, object_id = "user", step.user_id
-            else:
-                continue
-            if known[object_kind].get(object_id) is None:
-                last = store.last_write(object_kind, object_id)
-                if last is not None:
-                    known[object_kind].add(object_id, last)
 
     def _save(self):
         """The checkpoint, with the requests counted per UTC day since the last save."""
@@ -389,7 +275,7 @@ class Coordinator:
                 if checkpoint is not None and checkpoint.skip_settled_before(record):
                     continue
                 ledger.read(record)
-                ledger.settle(record, INTERRUPTED, None, _type_of(record))
+                ledger.settle(record, INTERRUPTED, None, type_of(record))
             self._reader.room.release()
         self._pending = []
 
@@ -411,52 +297,3 @@ class Coordinator:
         os.write(2, (f"gspx: aborted at once (second signal): the checkpoint is saved{where}; "
                      "requests in flight were not waited for\n").encode())
         os._exit(code)
-
-
-def _type_of(record):
-    """The event type of a record never mapped, for the counts by type."""
-    event = record.event
-    value = event.get("type") if event is not None else None
-    if isinstance(value, str) and value.lower() in _EVENT_TYPES:
-        return value.lower()
-    return None
-
-
-class _Reader:
-    """The reader thread: reads batches and puts them on the inbox, at most READ_AHEAD_BATCHES ahead."""
-
-    def __init__(self, paths, inbox, stats, **read_options):
-        self._paths = list(paths)
-        self._inbox = inbox
-        self._stats = stats
-        self._options = read_options
-        self._stopped = threading.Event()
-        self.room = threading.Semaphore(READ_AHEAD_BATCHES)
-        self._thread = threading.Thread(target=self._run, name="gspx-reader", daemon=True)
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        """Read nothing more (a silent pipe is noticed within reader.POLL_SECONDS)."""
-        self._stopped.set()
-
-    def join(self, timeout):
-        self._thread.join(timeout)
-
-    def _run(self):
-        error = None
-        stopped = self._stopped.is_set
-        try:
-            for batch in iter_line_batches(self._paths, stats=self._stats, stopped=stopped, **self._options):
-                while not self.room.acquire(timeout=WAIT_SECONDS):
-                    if stopped():
-                        break  # handed over anyway: what was read is accounted for
-                self._inbox.put(("lines", batch))
-                if stopped():
-                    break
-        except ReplacedInputError as exc:  # the run stops there, like a replaced FILE before it (exit 2)
-            self._inbox.put(("stop", "replaced", exc))
-        except Exception as exc:  # noqa: BLE001 - reported by the coordinator, never a dead silent thread
-            error = exc
-        self._inbox.put(("eof", error))

@@ -62,4 +62,4 @@ def test_every_stage_says_what_it_does_and_what_it_may_import():
 
 def test_only_the_top_of_the_package_holds_loose_modules():
     loose = {p.stem for p in PACKAGE.glob("*.py")}
-    assert loose == {"__init__", "__main__", "cli", "config", "config_values", "coordinator", "errors", "jsonio"}
+    assert loose == {"__init__", "__main__", "cli", "config", "config_values", "coordinator", "dispatch", "errors", "jsonio"}

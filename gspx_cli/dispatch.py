@@ -1,0 +1,150 @@
+"""Dispatch: each read record parsed, filtered, mapped and deduplicated on the coordinator's thread, its
+plan handed to the sink, and everything else settled at once (invalid, skipped, filtered, duplicate).
+
+The coordinator owns the loop, the saves and the wind-down; this owns what happens to one record, and the
+messageIds of the events in the sink (MAPPING.md "Duplicate events": one still in flight waits)."""
+
+from gspx_cli.mapping import fields
+from gspx_cli.mapping.filters import FILTERED
+from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
+from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
+from gspx_cli.read.reader import parse_batch
+from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
+from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
+
+_EVENT_TYPES = fields.SENT_TYPES | fields.SKIPPED_TYPES
+_FILTERED_AS = {t: Skipped(t, FILTERED) for t in (*_EVENT_TYPES, None)}  # one value per type, shared
+
+
+class Dispatcher:
+    """What happens to each record read: mapped and handed to the sink, or settled at once."""
+
+    def __init__(self, settings, *, sink, reporter, ledger, store, resuming, dedupe=True, event_filter=None):
+        self._filter = event_filter if event_filter else None  # CLI.md "Filters"
+        self._sink = sink
+        self._reporter = reporter
+        self._ledger = ledger
+        self._store = store  # the checkpoint's store, when the sink settles what it is given; else None
+        self._resuming = resuming
+        self._mapper = Mapper(settings)
+        self._messages = None
+        if dedupe:
+            self._messages = StoredMemory(store) if store is not None else RunMemory()
+        self._message_events = {}  # messageId -> events with it handed to the sink and not completed
+
+    def dispatch(self, batch):
+        """Parse and map each record of a batch, hand plans to the sink, settle the rest; returns how many
+        plans the sink took to complete later. The hot path of a dry run."""
+        handed = 0
+        batch = parse_batch(batch)
+        ledger, reporter, sink = self._ledger, self._reporter, self._sink
+        map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
+        checkpoint = ledger.checkpoint
+        resuming = self._resuming
+        keep = self._filter.keep if self._filter is not None else None
+        messages = self._messages
+        # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
+        claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
+                 else None)
+        if checkpoint is None:  # nothing to open per line: count the batch at once
+            ledger.stats.read += len(batch)
+        for record in batch:
+            if checkpoint is not None:
+                if resuming and checkpoint.skip_settled_before(record):
+                    continue
+                read(record)
+            if record.problem is not None:
+                if record.refused:  # a whole file of something else than events (reader._file_refusal)
+                    result = Skipped(None, record.problem, (f"{record.problem}: the file is skipped",))
+                else:
+                    result = Invalid(record.problem)
+            elif keep is not None and not keep(record.event):
+                # left out before mapping: its type for the counts, one line, no listing, estimate or messageId
+                event_type = type_of(record)
+                result = _FILTERED_AS.get(event_type) or Skipped(event_type, FILTERED)
+                sink.record(record, result)
+                settle(record, SKIPPED, FILTERED, event_type)
+                continue
+            else:
+                try:
+                    result = map_event(record.event)
+                except Exception as exc:  # a mapping bug must fail one event, never the run
+                    result = Invalid(f"internal error while mapping: {type(exc).__name__}: {exc}")
+            if result.warnings:
+                for warning in result.warnings:
+                    reporter.warning(record.where, warning)
+                    ledger.warn()
+            kind = type(result)
+            if kind is Plan:
+                message_id = result.message_id
+                if message_id is not None and messages is not None:
+                    if claim is not None:
+                        first = claim(message_id, record.source, record.line_no)
+                    else:
+                        first = messages.delivered_at(message_id)
+                    if first is not None:  # MAPPING.md "Duplicate events": never sent twice
+                        sink.record(record, Skipped(result.type, f"{DUPLICATE}, first at {first}" if first
+                                                    else DUPLICATE))
+                        settle(record, SKIPPED, DUPLICATE, result.type)
+                        continue
+                if self._store is not None:
+                    self._recall(result)
+                done = submit(record, result)
+                if done is None:
+                    handed += 1
+                    if message_id is not None and messages is not None:
+                        self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
+                else:  # completed at once: remembered above (claim), nothing with its messageId is left in the sink
+                    if done is DELIVERED and message_id is not None and messages is not None and claim is None:
+                        messages.add(message_id, record.source, record.line_no)
+                    settle(record, done, None, result.type)
+                continue
+            sink.record(record, result)
+            if kind is Skipped:
+                settle(record, SKIPPED, result.reason, result.type)
+            else:
+                reporter.event_failed(record.where, result.message)
+                settle(record, INVALID, result.message, result.type)
+        return handed
+
+    def complete(self, record, outcome, reason, event_type):
+        """Settle a plan the sink completed later; an event waiting on its messageId may go on."""
+        if outcome is FAILED:
+            self._reporter.event_failed(record.where, reason)
+        # a completion carries the record, not the plan
+        message_id = message_id_of(record.event) if self._messages is not None and record.event else None
+        if message_id is not None:
+            if outcome is DELIVERED:
+                self._messages.add(message_id, record.source, record.line_no)
+            left = self._message_events.get(message_id, 1) - 1
+            if left <= 0:
+                self._message_events.pop(message_id, None)
+                self._sink.forget(message_id)
+            else:
+                self._message_events[message_id] = left
+        self._ledger.settle(record, outcome, reason, event_type)
+
+    def _recall(self, plan):
+        """Tell the sink what the checkpoint knows of the plan's objects (known to exist, last write)."""
+        known, store = self._sink.known, self._store
+        for step in plan.steps:
+            kind = type(step)
+            if kind is Upsert or kind is Update:
+                object_kind, object_id = step.kind, step.id
+            elif kind is RequireUser:
+                object_kind, object_id = "user", step.user_id
+            else:
+                continue
+            if known[object_kind].get(object_id) is None:
+                last = store.last_write(object_kind, object_id)
+                if last is not None:
+                    known[object_kind].add(object_id, last)
+
+
+def type_of(record):
+    """The event type of a record never mapped, for the counts by type."""
+    event = record.event
+    value = event.get("type") if event is not None else None
+    if isinstance(value, str) and value.lower() in _EVENT_TYPES:
+        return value.lower()
+    return None
