@@ -13,7 +13,8 @@ from gspx_cli.state.checkpoint import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
 from gspx_cli.mapping.filters import EventFilter
 from gspx_cli.state.ledger import Ledger
-from gspx_cli.read.reader import DEFAULT_MAX_LINE_BYTES, set_error_dumps
+from gspx_cli.read.reader import DEFAULT_MAX_LINE_BYTES
+from gspx_cli.read.shapes import set_error_dumps
 
 SEND_EPILOG = """\b
 Examples:

@@ -14,7 +14,7 @@ import pytest
 
 from e2e import TEST_KEY, finish, gspx, wait_until, write_config
 from gspx_cli.read import archives
-from gspx_cli.read import reader
+from gspx_cli.read import reader, shapes
 from gspx_cli.config import Settings
 from gspx_cli.mapping.rules import Mapper
 from gspx_cli.read.reader import iter_line_batches, iter_records, source_key
@@ -94,9 +94,9 @@ def config(tmp_path):
 @pytest.fixture(autouse=True)
 def _error_dumps_off():
     """Every test starts without --error-dumps, whatever an earlier in-process run set."""
-    reader.set_error_dumps(False)
+    shapes.set_error_dumps(False)
     yield
-    reader.set_error_dumps(False)
+    shapes.set_error_dumps(False)
 
 
 # ---- every line shape -----------------------------------------------------------------------------

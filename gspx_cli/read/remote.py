@@ -27,7 +27,7 @@ READ_BLOCK_BYTES = 8 * 1024 * 1024
 PREFETCH_OBJECTS = 8
 PREFETCH_MAX_BYTES = 4 * 1024 * 1024
 # --endpoint-url (CLI.md), else AWS_ENDPOINT_URL: set once by the command line before a run, like
-# reader.set_error_dumps, because the reader thread opens the objects.
+# shapes.set_error_dumps, because the reader thread opens the objects.
 _endpoint_url = None
 _filesystems = {}  # protocol -> the filesystem of this run (one connection pool per store)
 _kinds = {}  # URL -> what check() found there (an object's info, or None for a prefix): walk() asks once

@@ -1,0 +1,176 @@
+"""What a line holds (CLI.md "Inputs as archived"): a bare event, a batch, a router envelope, an Event Replay
+record, a gateway backup job, a processor-error dump job; or why it is no event, or why a whole file is
+refused. Pure: bytes in, Records out; reader.py cuts inputs into lines and hands them here.
+To read a new archive shape, add it to _parse_line / _archive_records (and file_refusal for a file that
+holds no events)."""
+
+from dataclasses import dataclass
+
+from gspx_cli import jsonio
+
+INCOMPLETE_PREFIX = "incomplete last line (no line end; is the file still being written?): "
+
+# Python type -> the JSON name users know, for "not a JSON object (got array)".
+_JSON_TYPE_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+# What a file whose first event line is one of these shapes is, when gspx refuses it whole (CLI.md
+# "Inputs as archived": once per file, never once per line).
+_STAGING_FILE = "a RudderStack warehouse staging file, not events"
+_JOB_STATUS_FILE = "a RudderStack job-status file, not events"
+_ERROR_DUMP_FILE = "a RudderStack processor-error dump, read only with --error-dumps"
+
+# --error-dumps (CLI.md): set once by the command line before a run. Process-wide because it is needed
+# both where files are read (the reader thread) and where lines are parsed (the coordinator's thread).
+_error_dumps = False
+
+
+def set_error_dumps(enabled):
+    """Read processor-error dump jobs (--error-dumps) or refuse them."""
+    global _error_dumps
+    _error_dumps = bool(enabled)
+
+
+@dataclass(slots=True)
+class Record:
+    """One input event (or one bad line) and where it came from."""
+
+    source: str  # the input as the user typed it ("-" for stdin)
+    line_no: int  # 1-based
+    raw: bytes  # the line as read, without its line ending
+    event: dict | None  # the event object; None when the line is bad
+    problem: str | None = None  # why the line is bad
+    unwrapped: bool = False  # came out of a batch/envelope: failed output writes the event alone
+    index: int = 0  # its place among the events of its line (a batch line holds several)
+    count: int = 1  # how many events its line holds
+    incomplete: bool = False  # the input's unfinished last line: not settled in the checkpoint
+    refused: bool = False  # a whole file that holds no events to send: skipped with problem as the reason
+
+    @property
+    def where(self):
+        """FILE:LINE, as error lines and dry-run output name it; just FILE for an input that could
+        not be opened or read at all (line 0 is no line)."""
+        return f"{self.source}:{self.line_no}" if self.line_no else self.source
+
+
+def parse_batch(batch):
+    """The Records of an iter_line_batches batch: its lines parsed, its problem Records as they are."""
+    records = []
+    for item in batch:
+        if type(item) is tuple:
+            records += _parse_line(*item)
+        else:
+            records.append(item)
+    return records
+
+
+def file_refusal(raw):
+    """Why a file whose first line is raw is refused whole, or None to read it."""
+    try:
+        value = jsonio.loads_bytes(raw)
+    except (UnicodeDecodeError, jsonio.JsonError):
+        return None  # reported at its line, like any bad line
+    if type(value) is not dict or "type" in value:
+        return None
+    if _is_staging(value):
+        return _STAGING_FILE
+    if _is_job_status(value):
+        return _JOB_STATUS_FILE
+    if "EventPayload" in value and not _error_dumps:
+        return _ERROR_DUMP_FILE
+    return None
+
+
+def _parse_line(source, line_no, raw, final=False):
+    """Records of one non-blank line, as a list: the event, the events of a batch/envelope, or a problem.
+
+    A list, not a generator: a generator per line cost ~1 us of a dry run's ~40 us per event.
+    final: the input's last line had no line end; if it does not parse it is *incomplete* (CLI.md).
+    """
+    try:
+        value = jsonio.loads_bytes(raw)  # no str copy of the line: orjson reads the bytes
+    except (UnicodeDecodeError, jsonio.JsonError) as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            problem = f"not valid UTF-8 (byte offset {exc.start})"
+        else:
+            problem = str(exc)
+        if final:
+            return [Record(source, line_no, raw, None, INCOMPLETE_PREFIX + problem, incomplete=True)]
+        return [Record(source, line_no, raw, None, problem)]
+    if type(value) is not dict:
+        return [Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")]
+    if "type" not in value:
+        # CLI.md "Inputs as archived": the shapes that wrap events; a bare event never gets here.
+        batch = value.get("batch")
+        if type(batch) is list:
+            return _batch_records(source, line_no, raw, batch, "batch element")
+        message = value.get("message")
+        if type(message) is dict:
+            return [Record(source, line_no, raw, message, unwrapped=True)]
+        return _archive_records(source, line_no, raw, value)
+    return [Record(source, line_no, raw, value)]
+
+
+def _batch_records(source, line_no, raw, items, what):
+    """A Record per element of a list of events, each at this line with its index; none for an empty list."""
+    records = []
+    count = len(items)
+    for index, item in enumerate(items):
+        if type(item) is dict:
+            records.append(Record(source, line_no, raw, item, unwrapped=True, index=index, count=count))
+        else:
+            # raw is the element alone (not unwrapped), so failed output writes just it.
+            problem = f"{what} {index + 1} is not a JSON object (got {_json_type(item)})"
+            records.append(Record(source, line_no, jsonio.dumps(item).encode("utf-8"), None, problem,
+                                  index=index, count=count))
+    return records
+
+
+def _archive_records(source, line_no, raw, value):
+    """Records of an archived job (Event Replay, gateway backup, processor-error dump) or of a non-event line."""
+    payload = value.get("payload")
+    if type(payload) is dict:
+        # Event Replay: the record's own userId is rudder-server's internal key, never the user's id,
+        # so only the payload is handed on.
+        return _payload_records(source, line_no, raw, payload, "batch element")
+    payload = value.get("event_payload")
+    if type(payload) is dict:  # legacy gw_jobs_* backup: the gateway's request, {"batch": [...], "writeKey", ...}
+        return _payload_records(source, line_no, raw, payload, "batch element")
+    if "EventPayload" in value:
+        if not _error_dumps:
+            return [Record(source, line_no, raw, None, "a RudderStack processor-error dump job: read only with "
+                                                       "--error-dumps")]
+        payload = value["EventPayload"]
+        if type(payload) is list:
+            return _batch_records(source, line_no, raw, payload, "EventPayload element")
+        if type(payload) is dict:
+            return _payload_records(source, line_no, raw, payload, "EventPayload element")
+        return [Record(source, line_no, raw, None, f"EventPayload is not a JSON array (got {_json_type(payload)})")]
+    # Past a file's first line (which refuses the file whole): a file that mixes shapes, one problem a line.
+    if _is_staging(value):
+        return [Record(source, line_no, raw, None, "a RudderStack warehouse staging line, not an event")]
+    if _is_job_status(value):
+        return [Record(source, line_no, raw, None, "a RudderStack job-status line, not an event")]
+    return [Record(source, line_no, raw, value)]  # an event without a type: mapping says what is wrong
+
+
+def _payload_records(source, line_no, raw, payload, what):
+    """The events of a job's payload: a gateway batch, or one event."""
+    batch = payload.get("batch") if "type" not in payload else None
+    if type(batch) is list:
+        return _batch_records(source, line_no, raw, batch, what)
+    return [Record(source, line_no, raw, payload, unwrapped=True)]
+
+
+def _is_staging(value):
+    """A warehouse staging line: {"data": {columns}, "metadata": {"table", "columns", ...}}."""
+    metadata = value.get("metadata")
+    return type(metadata) is dict and "table" in metadata and "data" in value
+
+
+def _is_job_status(value):
+    """A jobsdb status row (gw_job_status_*): {"id", "job_id", "job_state", "attempt", ...}."""
+    return "job_state" in value and "job_id" in value
+
+
+def _json_type(value):
+    """The JSON name of a parsed value's type."""
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
