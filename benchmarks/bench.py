@@ -1,4 +1,4 @@
-"""gspx benchmark: `python benchmarks/bench.py` (issue 5; the README's "Performance" section).
+"""gspx benchmark: `python benchmarks/bench.py` (issue 5; docs/performance.md).
 
 Makes its own deterministic synthetic input (mixed identify/group/track, ~0.7 KB a line, repeat
 users and accounts) and prints six figures, each a ratio of two things measured in this run.

@@ -136,7 +136,7 @@ def _duration_option(ctx, param, value):
 @click.option("--max-line-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_LINE_BYTES, show_default=True,
               help="The longest input line accepted.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Write the run's counts as JSON to this file (keys in the README).")
+              help="Write the run's counts as JSON to this file (keys in docs/send.md).")
 @click.option("--progress/--no-progress", default=None, help="Force the progress display on stderr on or off "
               "[default: on when stderr is a terminal].")
 @click.option("-q", "--quiet", is_flag=True, help="Errors only on stderr: no progress, warnings or summary.")

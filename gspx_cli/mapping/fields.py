@@ -1,7 +1,7 @@
-"""MAPPING.md's field tables as data; mapping.py reads them with one generic loop.
+"""MAPPING.md's field tables as data; the builders (builders.py, reading.py) read them.
 
 Each conversion is named by a string ("timestamp", "number", "float", "string", "gender");
-None means the value is sent as it is. mapping.py binds the names to functions once per run.
+None means the value is sent as it is. convert.py names the functions; the builders bind them once per run.
 """
 
 from dataclasses import dataclass

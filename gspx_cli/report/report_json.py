@@ -1,4 +1,4 @@
-"""The --report JSON: the run's counts, keys documented in the README and only ever added to."""
+"""The --report JSON: the run's counts, keys documented in docs/send.md and only ever added to."""
 
 import os
 import stat
@@ -16,7 +16,7 @@ REPORT_VERSION = 1
 
 
 def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_run=False, elapsed=None):
-    """The --report JSON; keys are documented in the README ("--report JSON") and only ever added to.
+    """The --report JSON; keys are documented in docs/send.md ("--report JSON") and only ever added to.
 
     Counts add up: read == delivered + skipped + failed + not_sent, overall and per type;
     `failed` includes `invalid`. In a dry run `delivered` counts the events that would be sent.

@@ -134,7 +134,7 @@ def _request_facts(reqs):
                        f"{'hold' if reqs.holds == 1 else 'holds'} (PX unavailable, or Retry-After)")
     if reqs.possible_duplicates:
         yield "duplicates?", (f"{reqs.possible_duplicates:,} custom events were re-sent after an answer "
-                              "that never came: PX may hold them twice (see README, Delivery guarantees)")
+                              "that never came: PX may hold them twice (see docs/delivery.md, Delivery guarantees)")
 
 
 def _speed_facts(result, dry, elapsed):
