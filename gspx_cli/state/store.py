@@ -11,11 +11,15 @@ import os
 import sqlite3
 
 from gspx_cli.state.schema import (BEYOND, BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
-                                   entry_of, input_row, open_database, read_error, rollback)
+                                   entry_of, fit_cache, input_row, open_database, read_error,
+                                   rollback)
 
 # Input rows the reader's connection reads at once (InputReader): a walk over a million inputs makes a
 # query per WINDOW of them, and holds no more than that.
 WINDOW = 512
+# what InputReader.settled needs of a row, held WINDOW at a time: not a file's two hashes (128 characters
+# a row, a third of the time a resume spends in these queries)
+_WINDOW_COLUMNS = "key, settled_lines, settled_after, settled_parts, size, version, lines, mtime_ns, inode"
 _KINDS = ("user", "account")  # MAPPING.md: the objects PX has, and gspx remembers
 
 
@@ -160,6 +164,7 @@ class CheckpointStore:
                         [(kind, object_id, digest) for (kind, object_id), digest in self._objects.items()])
         con.executemany("INSERT INTO requests (day, count) VALUES (?, ?) "
                         "ON CONFLICT (day) DO UPDATE SET count = count + excluded.count", self._requests.items())
+        fit_cache(con)  # the cache grows with what was just written (schema.CACHE_SHARE)
 
     def _place(self, where):
         """(source id, line) of a "FILE:LINE"; a new source name gets its id now, saved with the commit."""
@@ -235,16 +240,18 @@ class InputReader:
 
     def input_entry(self, key):
         """The saved entry of one input as a recent commit left it, or None."""
-        row = self._row(key)
-        return None if row is None else entry_of(row)
+        # the window lacks the hashes: the whole row is read for the few inputs that are opened again
+        return None if self._row(key) is None else input_entry(self._con, self.path, key)
 
     def settled(self, key):
         """(settled_lines, lines settled beyond them?, identity: (size, version, lines, mtime_ns, inode)) of
         one input, or None: what the reader needs of an input that it may not have to open."""
-        row = self._row(key)
+        row = self._window.get(key)
         if row is None:
-            return None
-        return row[1], row[2] is not None or row[3] is not None, (row[4], row[8], row[9], row[10], row[11])
+            row = self._row(key)
+            if row is None:
+                return None
+        return row[1], row[2] is not None or row[3] is not None, row[4:]
 
     def _row(self, key):
         row = self._window.get(key)
@@ -253,7 +260,7 @@ class InputReader:
         folder = key[: key.rfind("/") + 1]
         end = folder[:-1] + chr(ord("/") + 1) if folder else "\uffff"  # past every key under folder/
         try:
-            rows = self._con.execute(f"SELECT {INPUT_COLUMNS} FROM inputs WHERE key >= ? AND key < ? "
+            rows = self._con.execute(f"SELECT {_WINDOW_COLUMNS} FROM inputs WHERE key >= ? AND key < ? "
                                      "ORDER BY key LIMIT ?", (key, end, WINDOW)).fetchall()
         except sqlite3.Error as exc:
             raise read_error(self.path, exc) from None
