@@ -19,7 +19,7 @@ from gspx_cli.state.schema import (BEYOND, BUSY_TIMEOUT, FORMAT_VERSION, INPUT_C
 WINDOW = 512
 # what InputReader.settled needs of a row, held WINDOW at a time: not a file's two hashes (128 characters
 # a row, a third of the time a resume spends in these queries)
-_WINDOW_COLUMNS = "key, settled_lines, settled_after, settled_parts, size, version, lines, mtime_ns, inode"
+_WINDOW_COLUMNS = f"key, settled_lines, {BEYOND}, size, version, lines, mtime_ns, inode"
 _KINDS = ("user", "account")  # MAPPING.md: the objects PX has, and gspx remembers
 
 
@@ -251,7 +251,7 @@ class InputReader:
             row = self._row(key)
             if row is None:
                 return None
-        return row[1], row[2] is not None or row[3] is not None, row[4:]
+        return row[1], row[2], row[3:]
 
     def _row(self, key):
         row = self._window.get(key)
