@@ -108,7 +108,8 @@ def listing(folder, outputs=None):
             try:
                 # An archive's name first: most entries are files, told by one call (d_type, no stat).
                 # A symlinked folder is not followed (a link to an ancestor would loop for ever).
-                if name.lower().endswith(ARCHIVE_SUFFIXES) and entry.is_file():
+                if ((name.endswith(ARCHIVE_SUFFIXES) or name.lower().endswith(ARCHIVE_SUFFIXES))
+                        and entry.is_file()):
                     entries.append((order_key(name), False, None))
                 elif entry.is_dir(follow_symlinks=False):
                     entries.append((order_key(name), True, None))

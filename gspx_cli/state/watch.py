@@ -58,8 +58,8 @@ class InputWatch:
             found = self._con_settled(key) if self._con is not None else None
         if found is None:
             return False
-        prefix, beyond, (size, version, lines, mtime_ns, inode) = found
-        if lines is None or prefix < lines or beyond:
+        _, whole, (size, version, mtime_ns, inode) = found
+        if not whole:
             return False
         if identity is not None:
             return version is not None and version == identity["version"] and size == identity["size"]
