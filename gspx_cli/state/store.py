@@ -248,12 +248,14 @@ class InputReader:
     def settled(self, key):
         """(settled_lines, read to its end with every line settled?, identity: (size, version, mtime_ns,
         inode)) of one input, or None: what the reader needs of an input that it may not have to open."""
+        row = self.settled_row(key)
+        return None if row is None else (row[1], row[2], row[3:])
+
+    def settled_row(self, key):
+        """settled(key) as the row it comes from: (key, settled_lines, whole?, size, version, mtime_ns,
+        inode), or None (InputWatch asks this of every file of a resumed tree: no tuple is made)."""
         row = self._window.get(key)
-        if row is None:
-            row = self._row(key)
-            if row is None:
-                return None
-        return row[1], row[2], row[3:]
+        return row if row is not None else self._row(key)
 
     def _row(self, key):
         row = self._window.get(key)

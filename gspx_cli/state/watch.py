@@ -22,6 +22,7 @@ class InputWatch:
         self._objects = objects  # source key -> identity of an object read in this run (Checkpoint's)
         self._ends = ends  # queue of (source key, lines, (size, mtime_ns, inode) or None) read to their end
         self._con_settled, self._con_entry = connection.settled, connection.input_entry
+        self._con_row = connection.settled_row
         self._folder = (None, None)  # the last folder as found, and its absolute path ending in a separator
         self._lock = threading.Lock()  # close() never pulls the connection from under a lookup
 
@@ -55,12 +56,10 @@ class InputWatch:
         disk (identity None) whose size, mtime and inode are: a rerun need not open it."""
         key = self._key(path)  # _lookup's work, inline: this is asked of every file of a resumed tree
         with self._lock:
-            found = self._con_settled(key) if self._con is not None else None
-        if found is None:
+            found = self._con_row(key) if self._con is not None else None
+        if found is None or not found[2]:  # not read to its end with every line settled
             return False
-        _, whole, (size, version, mtime_ns, inode) = found
-        if not whole:
-            return False
+        _, _, _, size, version, mtime_ns, inode = found
         if identity is not None:
             return version is not None and version == identity["version"] and size == identity["size"]
         if mtime_ns is None:
