@@ -1,6 +1,8 @@
 """RetryPolicy, RateLimiter, Sender and Executor without a real server or real sleeping."""
 
 import email.utils
+import subprocess
+import sys
 
 import pytest
 
@@ -240,3 +242,11 @@ def test_account_without_name_fails_with_create_error(fake_px):
     step = Upsert("account", "g1", {}, None, create_error="cannot create account 'g1' without a name")
     with pytest.raises(PxError, match="without a name"):
         Executor(sender).execute(Plan("group", "u1", (step,)))
+
+
+def test_a_px_client_that_makes_no_request_never_loads_requests():
+    # a resume with nothing new to send pays no start-up for requests (~50 ms of imports)
+    code = ("import sys\nfrom gspx_cli.delivery.px import PxClient\n"
+            "PxClient('http://127.0.0.1:9/v1', 'k', pool_size=4).close()\nprint('requests' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "False", run.stderr

@@ -19,6 +19,7 @@ from gspx_cli.state.checkpoint import Checkpoint, check_writable
 from gspx_cli.errors import ConfigError, ExitCode, OutputError
 from gspx_cli.state.ledger import DELIVERED, Ledger
 from gspx_cli.read.reader import Record
+from gspx_cli.state import schema
 from gspx_cli.state.store import FORMAT_VERSION, CheckpointStore, StoreError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -422,3 +423,25 @@ def test_a_database_written_before_objects_were_read_gains_their_column_and_keep
         store.commit({"s3://bkt/new.json.gz": {"settled_lines": 1, "identity": {"size": 4, "version": "etag:x"}}})
     with CheckpointStore(path) as store:
         assert store.load_inputs()["s3://bkt/new.json.gz"]["identity"] == {"size": 4, "version": "etag:x"}
+
+
+# -- the page cache (issue 22, figure 2) -------------------------------------------------------------
+
+def test_the_page_cache_is_a_share_of_the_file_within_its_bounds():
+    assert schema.cache_kib(0) == schema.CACHE_MIN_KIB
+    assert schema.cache_kib(64 << 20) == schema.CACHE_MIN_KIB  # a 100,000-file run's database: the floor
+    assert schema.cache_kib(320 << 20) == 10 * 1024  # 1/32 of the file
+    assert schema.cache_kib(10 << 30) == schema.CACHE_MAX_KIB
+
+
+def test_the_page_cache_grows_with_what_commits_write(path, monkeypatch):
+    monkeypatch.setattr(schema, "CACHE_SHARE", 1)  # a share that a few thousand rows get past the floor
+    monkeypatch.setattr(schema, "CACHE_MIN_KIB", 64)
+    with CheckpointStore(path) as store:
+        before = -store._con.execute("PRAGMA cache_size").fetchone()[0]
+        for i in range(20_000):
+            store.add_delivered(f"message-{i:08d}", f"dump.ndjson:{i + 1}")
+        store.commit({})
+        after = -store._con.execute("PRAGMA cache_size").fetchone()[0]
+    assert before == 64
+    assert after > 256  # ~1 MB of rows: the cache is the file's size in KiB

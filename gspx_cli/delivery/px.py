@@ -2,10 +2,8 @@
 
 import html
 import re
+import threading
 from dataclasses import dataclass
-
-import requests
-from requests.adapters import HTTPAdapter
 
 from gspx_cli import jsonio
 
@@ -49,14 +47,34 @@ class PxClient:
     def __init__(self, base_url, api_key, *, timeout=10.0, pool_size=8, session=None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self._pool_size = max(pool_size, 1)
+        self._headers = {API_KEY_HEADER: api_key or "", "Content-Type": "application/json",
+                         "Accept": "application/json"}
+        self._lock = threading.Lock()
+        # requests (~50 ms of imports) is loaded with the first request: a resume with nothing new to
+        # send, or a run whose events were all delivered before, never makes one
+        self._session = None if session is None else self._configured(session)
+
+    @property
+    def session(self):
+        """The requests.Session, made on first use (the workers' first requests may race to it)."""
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    import requests
+
+                    self._session = self._configured(requests.Session())
+        return self._session
+
+    def _configured(self, session):
+        from requests.adapters import HTTPAdapter
+
         # urllib3 must not retry on its own: every attempt has to pass the rate limiter and be counted
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 1), max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        self.session.headers.update(
-            {API_KEY_HEADER: api_key or "", "Content-Type": "application/json", "Accept": "application/json"}
-        )
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update(self._headers)
+        return session
 
     def request(self, method, path, body=None):
         """One attempt; transport failures raise requests.RequestException."""
@@ -70,8 +88,9 @@ class PxClient:
             resp.close()
 
     def close(self):
-        """Close the session's connections."""
-        self.session.close()
+        """Close the session's connections (none when it was never used)."""
+        if self._session is not None:
+            self._session.close()
 
 
 ERROR_EXCERPT_CHARS = 100  # CLI.md: a non-JSON error body shows at most a short plain-text excerpt

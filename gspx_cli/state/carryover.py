@@ -3,7 +3,6 @@ the JSON file left whole until the database that replaces it is complete."""
 
 import os
 import sqlite3
-import tempfile
 
 from gspx_cli import jsonio
 from gspx_cli.errors import ConfigError
@@ -57,6 +56,8 @@ def _convert(path, input_rows):
 
 
 def _build_and_rename(path, input_rows):
+    import tempfile  # ~3 ms of start-up (random, hashlib): only when a JSON file is converted
+
     fd, tmp = tempfile.mkstemp(prefix=".gspx-", suffix=".db-tmp", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
     try:

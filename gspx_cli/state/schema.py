@@ -14,10 +14,16 @@ SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 da
 # 200,000 inputs, far beyond any run's file list. A bigger file is something else (an events dump
 # given as --checkpoint by mistake) and is refused without being read into memory.
 MAX_JSON_BYTES = 64 * 1024 * 1024
-# Page cache in KiB (negative: a size, not a page count). The interior pages of a 10-million-row
-# `delivered` table are about 5 MB (4 KiB pages, ~100 keys each), so with 16 MiB every lookup costs
-# at most one leaf page read, which the OS cache usually holds.
-CACHE_KIB = 16 * 1024
+# Page cache in KiB (negative: a size, not a page count), grown with the database: 1/CACHE_SHARE of
+# its file, between SQLite's default and CACHE_MAX_KIB. A lookup by messageId wants the B-trees'
+# interior pages cached (about 1% of a table: 4 KiB pages of ~100 keys each), its leaf page being one
+# read that the OS cache usually holds; 1/32 of the file holds them with room to spare up to the
+# 10-million-row `delivered` table (~5 MB of interior pages). A fixed 16 MiB filled with the leaves a
+# run's inserts touch, and made a first run over 100,000 files 25 MB bigger than one over 10,000
+# (issue 22, figure 2); benchmarks/checkpoint_store.py measures lookups with both.
+CACHE_MIN_KIB = 2 * 1024
+CACHE_MAX_KIB = 16 * 1024
+CACHE_SHARE = 32
 # Seconds a statement waits for another connection's lock (a person reading the file with the
 # sqlite3 shell) before failing; CheckpointLock keeps gspx runs apart, so this only covers readers.
 BUSY_TIMEOUT = 5.0
@@ -82,9 +88,21 @@ def _configure(path, con):
         # rollback journal, which is atomic too
         con.execute("PRAGMA journal_mode = WAL")
         con.execute("PRAGMA synchronous = FULL")
-        con.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        fit_cache(con)
     except sqlite3.Error as exc:
         raise read_error(path, exc) from None
+
+
+def cache_kib(file_bytes):
+    """The page cache, in KiB, for a database of file_bytes (CACHE_SHARE of it, within the bounds)."""
+    return min(CACHE_MAX_KIB, max(CACHE_MIN_KIB, file_bytes // 1024 // CACHE_SHARE))
+
+
+def fit_cache(con):
+    """Size the connection's page cache to its database now (at open, and after each commit as it grows)."""
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.execute(f"PRAGMA cache_size = -{cache_kib(pages * page_size)}")
 
 
 def _check_schema(path, con):

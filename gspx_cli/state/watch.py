@@ -22,7 +22,8 @@ class InputWatch:
         self._objects = objects  # source key -> identity of an object read in this run (Checkpoint's)
         self._ends = ends  # queue of (source key, lines, (size, mtime_ns, inode) or None) read to their end
         self._con_settled, self._con_entry = connection.settled, connection.input_entry
-        self._folder = (None, None)  # the last folder as found, and its absolute path
+        self._con_row = connection.settled_row
+        self._folder = (None, None)  # the last folder as found, and its absolute path ending in a separator
         self._lock = threading.Lock()  # close() never pulls the connection from under a lookup
 
     def _lookup(self, path, ask):
@@ -34,14 +35,15 @@ class InputWatch:
 
     def _key(self, path):
         """source_key(path), with the absolute path of its folder worked out once per folder."""
+        folder, sep, name = path.rpartition(os.sep)
+        if folder == self._folder[0] and sep and name not in (".", "..", ""):
+            return self._folder[1] + name  # a folder cached below is never "-" or a URL's, nor is its file
         if path == "-" or remote.is_url(path):
             return path
-        folder, sep, name = path.rpartition(os.sep)
         if not sep or name in (".", "..", ""):
             return source_key(path)
-        if folder != self._folder[0]:
-            self._folder = (folder, source_key(folder or os.sep))
-        return os.path.join(self._folder[1], name)
+        self._folder = (folder, os.path.join(source_key(folder or os.sep), ""))
+        return self._folder[1] + name
 
     def skip_lines(self, path):
         """The number of lines of the input at path an earlier run settled (its prefix): the reader skips them."""
@@ -52,12 +54,12 @@ class InputWatch:
         """True when an earlier run read this input to its end and settled every line of it, and it is
         the same now: an object whose listing's identity (identity) is the one recorded, or a file on
         disk (identity None) whose size, mtime and inode are: a rerun need not open it."""
-        found = self._lookup(path, self._con_settled)[1]
-        if found is None:
+        key = self._key(path)  # _lookup's work, inline: this is asked of every file of a resumed tree
+        with self._lock:
+            found = self._con_row(key) if self._con is not None else None
+        if found is None or not found[2]:  # not read to its end with every line settled
             return False
-        prefix, beyond, (size, version, lines, mtime_ns, inode) = found
-        if lines is None or prefix < lines or beyond:
-            return False
+        _, _, _, size, version, mtime_ns, inode = found
         if identity is not None:
             return version is not None and version == identity["version"] and size == identity["size"]
         if mtime_ns is None:
