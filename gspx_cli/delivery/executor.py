@@ -33,9 +33,21 @@ class KnownIds:
                 del self._ids[next(iter(self._ids))]
 
 
-def new_known():
-    """An empty known-to-exist cache per kind, as expand() reads it."""
-    return {"user": KnownIds(), "account": KnownIds()}
+class LocalIds(KnownIds):
+    """KnownIds for one thread (the dry run's): the same bound and order, no lock."""
+
+    def add(self, object_id, last_write=""):
+        ids = self._ids
+        ids.pop(object_id, None)
+        ids[object_id] = last_write
+        if len(ids) > self._limit:
+            del ids[next(iter(ids))]
+
+
+def new_known(local=False):
+    """An empty known-to-exist cache per kind, as expand() reads it; local: for one thread only."""
+    cls = LocalIds if local else KnownIds
+    return {"user": cls(), "account": cls()}
 
 
 class Skip(Exception):
