@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gspx_cli.config import DeliverySettings, Settings
-from gspx_cli.delivery.executor import new_known
+from gspx_cli.delivery.executor import KnownIds, new_known
 from gspx_cli.delivery.sinks import PrintSink
 from gspx_cli.mapping.estimate import Estimate
 from gspx_cli.mapping.plan import KnownInMemory, Plan, Upsert, expand, paths_cost
@@ -58,7 +58,7 @@ def _dry_run(events, upsert, limited, templates):
         plan = mapper.map(event)
         if type(plan) is Plan:
             sink.submit(Record("in", n, b"", event), plan)
-    known = {kind: dict(ids._ids) for kind, ids in sink.known.items()}
+    known = {kind: dict(ids) if type(ids) is not KnownIds else dict(ids._ids) for kind, ids in sink.known.items()}
     return capture.lines, sink.estimate.fewest, sink.estimate.most, known
 
 

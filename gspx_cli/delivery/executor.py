@@ -33,15 +33,22 @@ class KnownIds:
                 del self._ids[next(iter(self._ids))]
 
 
-class LocalIds(KnownIds):
-    """KnownIds for one thread (the dry run's): the same bound and order, no lock."""
+class LocalIds(dict):
+    """KnownIds for one thread (the dry run's): the same get(), bound and order; no lock, and the dict's
+    own get()."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit=KNOWN_CACHE_SIZE):
+        super().__init__()
+        self.limit = limit
 
     def add(self, object_id, last_write=""):
-        ids = self._ids
-        ids.pop(object_id, None)
-        ids[object_id] = last_write
-        if len(ids) > self._limit:
-            del ids[next(iter(ids))]
+        """Remember one object; the oldest goes when the bound is reached."""
+        self.pop(object_id, None)  # the most recent write makes it the youngest
+        self[object_id] = last_write
+        if len(self) > self.limit:
+            del self[next(iter(self))]
 
 
 def new_known(local=False):

@@ -76,9 +76,17 @@ class PrintSink:
         if learnt:
             origin, source, line_no = self._origin, record.source, record.line_no
             for kind, object_id, last in learnt:
-                before = known[kind].get(object_id) is not None
-                known[kind].add(object_id, last)
-                origin[kind].add(object_id, (source, line_no, before))
+                # LocalIds.add() inlined for both: the same bound, the most recent write the youngest
+                ids = known[kind]
+                before = ids.pop(object_id, None) is not None
+                ids[object_id] = last
+                if len(ids) > ids.limit:
+                    del ids[next(iter(ids))]
+                ids = origin[kind]
+                ids.pop(object_id, None)
+                ids[object_id] = (source, line_no, before)
+                if len(ids) > ids.limit:
+                    del ids[next(iter(ids))]
         return DELIVERED
 
     def record(self, record, result):
