@@ -21,7 +21,7 @@ _UPDATE_BODY, _CREATE_BODY, _BODY = 1, 2, 3  # which body of its step a request 
 @dataclass(slots=True)
 class Template:
     """One shape's listing: per request (method, step index, its create path or None for the object's own,
-    body slot or 0, when); the estimate's counts; per object learnt (step index, kind, digest slot or 0 for "")."""
+    body slot or 0, when); the estimate's counts; per object learnt (step index, digest slot or 0 for "")."""
 
     requests: tuple
     counts: tuple
