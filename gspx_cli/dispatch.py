@@ -5,7 +5,7 @@ The coordinator owns the loop, the saves and the wind-down; this owns what happe
 messageIds of the events in the sink (MAPPING.md "Duplicate events": one still in flight waits)."""
 
 from gspx_cli.mapping import fields
-from gspx_cli.mapping.filters import FILTERED
+from gspx_cli.mapping.filters import FILTERED, KEPT
 from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
 from gspx_cli.read.reader import parse_batch
@@ -13,7 +13,6 @@ from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
 _EVENT_TYPES = fields.SENT_TYPES | fields.SKIPPED_TYPES
-_FILTERED_AS = {t: Skipped(t, FILTERED) for t in (*_EVENT_TYPES, None)}  # one value per type, shared
 
 
 class Dispatcher:
@@ -41,7 +40,8 @@ class Dispatcher:
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
         checkpoint = ledger.checkpoint
         resuming = self._resuming
-        keep = self._filter.keep if self._filter is not None else None
+        left_out = self._filter.left_out if self._filter is not None else None
+        record_filtered = getattr(sink, "record_filtered", None) or self._record_filtered
         messages = self._messages
         # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
         claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
@@ -58,11 +58,9 @@ class Dispatcher:
                     result = Skipped(None, record.problem, (f"{record.problem}: the file is skipped",))
                 else:
                     result = Invalid(record.problem)
-            elif keep is not None and not keep(record.event):
+            elif left_out is not None and (event_type := left_out(record.event)) is not KEPT:
                 # left out before mapping: its type for the counts, one line, no listing, estimate or messageId
-                event_type = type_of(record)
-                result = _FILTERED_AS.get(event_type) or Skipped(event_type, FILTERED)
-                sink.record(record, result)
+                record_filtered(record, event_type)
                 settle(record, SKIPPED, FILTERED, event_type)
                 continue
             else:
@@ -106,6 +104,10 @@ class Dispatcher:
                 reporter.event_failed(record.where, result.message)
                 settle(record, INVALID, result.message, result.type)
         return handed
+
+    def _record_filtered(self, record, event_type):
+        """sink.record_filtered() for a sink without one."""
+        self._sink.record(record, Skipped(event_type, FILTERED))
 
     def complete(self, record, outcome, reason, event_type):
         """Settle a plan the sink completed later; an event waiting on its messageId may go on."""

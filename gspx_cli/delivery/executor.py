@@ -33,9 +33,28 @@ class KnownIds:
                 del self._ids[next(iter(self._ids))]
 
 
-def new_known():
-    """An empty known-to-exist cache per kind, as expand() reads it."""
-    return {"user": KnownIds(), "account": KnownIds()}
+class LocalIds(dict):
+    """KnownIds for one thread (the dry run's): the same get(), bound and order; no lock, and the dict's
+    own get()."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit=KNOWN_CACHE_SIZE):
+        super().__init__()
+        self.limit = limit
+
+    def add(self, object_id, last_write=""):
+        """Remember one object; the oldest goes when the bound is reached."""
+        self.pop(object_id, None)  # the most recent write makes it the youngest
+        self[object_id] = last_write
+        if len(self) > self.limit:
+            del self[next(iter(self))]
+
+
+def new_known(local=False):
+    """An empty known-to-exist cache per kind, as expand() reads it; local: for one thread only."""
+    cls = LocalIds if local else KnownIds
+    return {"user": cls(), "account": cls()}
 
 
 class Skip(Exception):

@@ -14,7 +14,8 @@ from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, Ou
 from gspx_cli.delivery.executor import Executor, Skip, new_known
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
 from gspx_cli.mapping.estimate import Estimate
-from gspx_cli.mapping.plan import Call, KnownInMemory, expand, listing, surely_known
+from gspx_cli.mapping.plan import CREATE_ONLY, Call, KnownInMemory, expand, listing, surely_known
+from gspx_cli.mapping.templates import Templates
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
 
@@ -31,41 +32,61 @@ class PrintSink:
         self._mode = mode  # delivery.upsert
         # what earlier events make known, as a live run would learn it (CLI.md "Dry-run output")
         # remembered by fingerprint, not by the checkpoint's digest: this knowledge never leaves the process
-        self.known = KnownInMemory(new_known())
+        # (one thread: no lock)
+        self.known = KnownInMemory(new_known(local=True))
         # per kind, id -> (FILE, LINE of the event whose write made it known, known before it): a write it
         # makes unchanged is listed all the same, for when that one is not applied (CLI.md "Dry-run output");
         # bounded like known
-        self._origin = new_known()
+        self._origin = new_known(local=True)
         self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
+        # listings, counts and learning made once per plan shape (identify and group events)
+        self._templates = None if mode == CREATE_ONLY else Templates(self.known, mode, base_url)
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
         steps = plan.steps
+        filled = None
         if len(steps) == 1 and type(steps[0]) is Call:  # a custom event: its own listing, and it teaches nothing
             calls, unchanged, known = steps, (), None
         else:
             known = self.known
             unchanged = []
-            calls = expand(plan, known, unchanged, self._mode, self._origin)
+            if self._templates is not None:
+                filled = self._templates.fill(plan)
+            if filled is None:
+                calls = expand(plan, known, unchanged, self._mode, self._origin)
         if self.error is None:
             try:  # _write(), inlined: once per event
-                self._reporter.dry_run(record, plan, listing(calls, self._base_url), unchanged)
+                self._reporter.dry_run(record, plan, listing(calls, self._base_url) if filled is None else filled[0],
+                                       unchanged)
             except BrokenPipeError:
                 raise
             except OSError as exc:
                 self.error = OutputError(None, "standard output", exc)
                 self._reporter.abandon_out()
-        self.estimate.add(calls)
-        if known is None:
-            return DELIVERED
-        learnt = surely_known(plan, known, self._mode)
+        if filled is None:
+            self.estimate.add(calls)
+            if known is None:
+                return DELIVERED
+            learnt = surely_known(plan, known, self._mode)
+        else:
+            self.estimate.add_counts(filled[1])
+            learnt = filled[2]
         if learnt:
             origin, source, line_no = self._origin, record.source, record.line_no
             for kind, object_id, last in learnt:
-                before = known[kind].get(object_id) is not None
-                known[kind].add(object_id, last)
-                origin[kind].add(object_id, (source, line_no, before))
+                # LocalIds.add() inlined for both: the same bound, the most recent write the youngest
+                ids = known[kind]
+                before = ids.pop(object_id, None) is not None
+                ids[object_id] = last
+                if len(ids) > ids.limit:
+                    del ids[next(iter(ids))]
+                ids = origin[kind]
+                ids.pop(object_id, None)
+                ids[object_id] = (source, line_no, before)
+                if len(ids) > ids.limit:
+                    del ids[next(iter(ids))]
         return DELIVERED
 
     def record(self, record, result):
@@ -73,6 +94,17 @@ class PrintSink:
         if self.error is None:
             try:  # _write(), inlined: once per event left out
                 self._reporter.dry_run(record, result)
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                self.error = OutputError(None, "standard output", exc)
+                self._reporter.abandon_out()
+
+    def record_filtered(self, record, event_type):
+        """An event a filter left out has its line too."""
+        if self.error is None:
+            try:
+                self._reporter.dry_run_filtered(record, event_type)
             except BrokenPipeError:
                 raise
             except OSError as exc:
@@ -162,6 +194,9 @@ class HttpSink:
         return None
 
     def record(self, record, result):
+        pass
+
+    def record_filtered(self, record, event_type):
         pass
 
     def has_room(self):

@@ -32,7 +32,13 @@ class IdentifyBuilder:
         if problem:
             return Invalid(problem, event_type)
         warnings = []
-        traits, ctx_traits = trait_sources(event)
+        traits = event.get("traits")  # trait_sources(), inlined: once per identify
+        if not isinstance(traits, dict):
+            traits = EMPTY
+        context = event.get("context")
+        ctx_traits = context.get("traits") if isinstance(context, dict) else None
+        if not isinstance(ctx_traits, dict):
+            ctx_traits = EMPTY
         body, location, coordinates, custom = slots = ({}, {}, {}, {})
         collect(self._traits, traits, ctx_traits, slots, warnings)
         for px, aliases in self._names:
@@ -45,7 +51,8 @@ class IdentifyBuilder:
                 body[px] = value
         if "firstName" not in body or "lastName" not in body:
             split_name(body, first_trait(FULL_NAME, traits, ctx_traits))
-        finish(body, location, coordinates, custom)
+        if coordinates or location or custom:
+            finish(body, location, coordinates, custom)
         body["type"] = "USER"
         body["propertyKeys"] = [self._key]
 
@@ -55,9 +62,10 @@ class IdentifyBuilder:
             if when is not None:
                 create.setdefault("signUpDate", when)
                 create.setdefault("createDate", when)
-        step = Upsert(kind="user", id=user_id, update_body=body, create_body=create, create_first=self._create_first)
-        return Plan(event_type, user_id, (step,), tuple(warnings) if warnings else NO_WARNINGS,
-                    message_id(event))
+        message = event.get("messageId")  # message_id(), inlined
+        return Plan(event_type, user_id, (Upsert("user", user_id, body, create, None, self._create_first),),
+                    tuple(warnings) if warnings else NO_WARNINGS,
+                    message if message.__class__ is str and message else None)
 
 
 class GroupBuilder:

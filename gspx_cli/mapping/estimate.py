@@ -24,7 +24,9 @@ class Estimate:
         kinds, fewest, most = self._kinds, self.fewest, self.most
         if len(calls) == 1:  # most events: one request either way (a custom event, an update alone)
             call = calls[0]
-            if call.alt is None:
+            # (one listed only for when an earlier write was not applied, or a create-only attach, walks
+            # its paths below: either may be left out of a path)
+            if call.alt is None and call.unless is None and call.created is None:
                 key = (call.method, call.known[0] if call.known is not None else call.path)
                 kind = kinds.get(key)
                 if kind is None:
@@ -33,17 +35,25 @@ class Estimate:
                 most[kind] += 1
                 return
         # a longer listing (an object not known yet, a group): its two paths depend only on each call's
-        # method, object kind and where its answers lead, so each such shape is walked once
-        shape = tuple([(call.method, call.known[0] if call.known is not None else call.path, call.ok, call.alt)
-                       for call in calls])
+        # method, object kind, where its answers lead and whether a path leaves it out (unless, created),
+        # so each such shape is walked once
+        shape = tuple([(call.method, call.known[0] if call.known is not None else call.path, call.ok, call.alt,
+                        call.unless, call.created is not None) for call in calls])
         counts = self._shapes.get(shape)
         if counts is None:
             if not calls:
                 return
-            fewest_kinds, most_kinds = paths_cost(calls)
-            counts = (tuple(Counter(fewest_kinds).items()), tuple(Counter(most_kinds).items()))
+            counts = counts_of(calls)
             if len(self._shapes) < _SHAPES:
                 self._shapes[shape] = counts
+        for kind, n in counts[0]:
+            fewest[kind] += n
+        for kind, n in counts[1]:
+            most[kind] += n
+
+    def add_counts(self, counts):
+        """Count one event's listing by its counts_of()."""
+        fewest, most = self.fewest, self.most
         for kind, n in counts[0]:
             fewest[kind] += n
         for kind, n in counts[1]:
@@ -61,6 +71,12 @@ class Estimate:
         out["requests_per_day"] = per_day
         out["per_day_from"] = "delivery.daily_budget" if daily_budget else "PX's documented quota"
         return out
+
+
+def counts_of(calls):
+    """(fewest, most) of a listing, as ((request kind, n), ...) pairs: what Estimate.add counts for it."""
+    fewest_kinds, most_kinds = paths_cost(calls)
+    return tuple(Counter(fewest_kinds).items()), tuple(Counter(most_kinds).items())
 
 
 def days_text(days):

@@ -5,10 +5,13 @@ Events left out are skipped with the reason "filtered", counted and settled like
 
 from fnmatch import fnmatchcase
 
+from gspx_cli.mapping.fields import SENT_TYPES, SKIPPED_TYPES
 from gspx_cli.mapping.rules import to_epoch_ms
 
 FILTERED = "filtered"
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")  # CLI.md: the event's time, in this order
+_EVENT_TYPES = SENT_TYPES | SKIPPED_TYPES
+KEPT = False  # left_out(): the event passes every filter
 
 
 class EventFilter:
@@ -19,16 +22,28 @@ class EventFilter:
         self._until = until
         self._types = frozenset(t.lower() for t in types)
         self._events = tuple(events)
+        # the filters but --type, or None when there are none (a --type filter decides on the type alone)
+        self._others = self._passes_others if events or since is not None or until is not None else None
 
     def __bool__(self):
         return self._since is not None or self._until is not None or bool(self._types) or bool(self._events)
 
     def keep(self, event):
         """True when the event passes every filter given."""
+        return self.left_out(event) is KEPT
+
+    def left_out(self, event):
+        """KEPT when the event passes every filter given; else its type for the counts (a known type in
+        lower case, or None), read in the same look."""
         event_type = event.get("type")
         event_type = event_type.lower() if isinstance(event_type, str) else None
-        if self._types and event_type not in self._types:
-            return False
+        if (not self._types or event_type in self._types) and (self._others is None or
+                                                               self._others(event, event_type)):
+            return KEPT
+        return event_type if event_type in _EVENT_TYPES else None
+
+    def _passes_others(self, event, event_type):
+        """The filters but --type."""
         if self._events and event_type == "track":
             name = event.get("event")
             if isinstance(name, int) and not isinstance(name, bool):

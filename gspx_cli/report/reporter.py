@@ -26,6 +26,7 @@ from gspx_cli.mapping.filters import FILTERED
 _SKIP_TAILS = {(t, FILTERED): jsonio.dumps_line({"type": t, "skipped": FILTERED}).replace(b"{", b",", 1)
                for t in SENT_TYPES | SKIPPED_TYPES}
 
+_FILTERED_TAILS = {t: b'"' + tail for (t, _), tail in _SKIP_TAILS.items()}  # the same, after FILE:LINE's closing quote
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
 # status line this often. Here rather than in progress.py so that tests (and their subprocesses,
@@ -78,6 +79,26 @@ class Reporter:
         else:
             line = {"input": record.where, "error": result.message}
         (self._dry_write or self._dry_writer())(jsonio.dumps_line(line))
+
+    _head = (None, None)  # (source, the start of its filtered events' lines: `{"input":"SOURCE:`)
+
+    def dry_run_filtered(self, record, event_type):
+        """dry_run(record, Skipped(event_type, FILTERED)): an event left out by a filter, the hot path of a
+        filtered run; its line made of a head per input, the line number and a tail per type."""
+        tail = _FILTERED_TAILS.get(event_type)
+        if tail is not None and record.line_no:
+            source, head = self._head
+            if source is not record.source:
+                source = record.source
+                try:  # the JSON text of FILE:LINE is that of FILE and of :LINE, which needs no escaping
+                    head = b'{"input":' + orjson.dumps(source)[:-1] + b":"
+                except TypeError:  # a name orjson will not write (a lone surrogate): the general way
+                    head = None
+                self._head = (source, head)
+            if head is not None:
+                (self._dry_write or self._dry_writer())(head + b"%d" % record.line_no + tail)
+                return
+        self.dry_run(record, Skipped(event_type, FILTERED))
 
     def flush_out(self):
         """Make the dry-run lines written so far reach the reader of stdout (the reader has nothing more ready)."""
