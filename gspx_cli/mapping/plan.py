@@ -239,66 +239,46 @@ def _expand_update(step, calls, mode, account):
         calls.append(Call("PUT", path, step.body, ok=at + 1, known=mark, wrote=step.body))
 
 
-_last_digest = (None, None)  # (body, its digest): the listing and surely_known() ask for the same body in turn
+_ONE_FIELD_DIGESTS = 4096  # past this many (~1 MB) a cache starts again: it bounds memory, not correctness
 
 
-_last_fingerprint = (None, None)
+def _remembering(hash_of):
+    """hash_of(body), computed once when it is asked for twice in a row (the listing and surely_known()
+    ask for the same body in turn; the slot holds the body, so `is` cannot match a new dict at a reused
+    address, and swapping a tuple is safe across threads), and once per value for a one-field body of
+    text (the attach {"accountId": ...}: once per account)."""
+    last_seen = (None, None)
+    one_field = {}  # (name, text) -> hash_of({name: text})
 
-
-def body_fingerprint(body):
-    """jsonio.fingerprint of a body, computed once when asked for twice in a row (as body_digest): what a
-    `known` that never leaves the process (the dry run's, KnownInMemory) remembers of a write."""
-    global _last_fingerprint
-    last_body, last = _last_fingerprint
-    if last_body is body:
+    def remembered(body):
+        nonlocal last_seen
+        last_body, last = last_seen
+        if last_body is body:
+            return last
+        if len(body) == 1:
+            item = next(iter(body.items()))
+            if item[1].__class__ is str:
+                last = one_field.get(item)
+                if last is None:
+                    if len(one_field) >= _ONE_FIELD_DIGESTS:
+                        one_field.clear()
+                    last = one_field[item] = hash_of(body)
+                return last  # the last-body slot keeps the account's body, asked for again after the attach
+        last = hash_of(body)
+        last_seen = (body, last)
         return last
-    if len(body) == 1:  # the attach {"accountId": ...}: once per account
-        item = next(iter(body.items()))
-        if item[1].__class__ is str:
-            last = _one_field_fingerprints.get(item)
-            if last is None:
-                if len(_one_field_fingerprints) >= _ONE_FIELD_DIGESTS:
-                    _one_field_fingerprints.clear()
-                last = _one_field_fingerprints[item] = fingerprint(body)
-            return last  # the last-body slot keeps the account's body, asked for again after the attach
-    last = fingerprint(body)
-    _last_fingerprint = (body, last)
-    return last
+
+    return remembered
 
 
-_one_field_fingerprints = {}  # as _one_field_digests, for body_fingerprint
+body_digest = _remembering(digest)  # what the executor and the checkpoint remember of a write
+body_fingerprint = _remembering(fingerprint)  # the same for a `known` that never leaves the process
 
 
 class KnownInMemory(dict):
     """expand()'s `known` for knowledge kept only in this process: writes remembered by body_fingerprint."""
 
     digest = staticmethod(body_fingerprint)
-
-
-_one_field_digests = {}  # (name, text) -> digest of {name: text}: a group's attach body, one per account
-_ONE_FIELD_DIGESTS = 4096  # past this many (~1 MB) the cache starts again: it bounds memory, not correctness
-
-
-def body_digest(body):
-    """jsonio.digest of a body, computed once when it is asked for twice in a row (it holds the body, so
-    `is` cannot match a new dict at a reused address; swapping a tuple is safe across threads), and once
-    per value for a one-field body of text (the attach {"accountId": ...})."""
-    global _last_digest
-    last_body, last = _last_digest
-    if last_body is body:
-        return last
-    if len(body) == 1:
-        item = next(iter(body.items()))
-        if item[1].__class__ is str:
-            last = _one_field_digests.get(item)
-            if last is None:
-                if len(_one_field_digests) >= _ONE_FIELD_DIGESTS:
-                    _one_field_digests.clear()
-                last = _one_field_digests[item] = digest(body)
-            return last  # the last-body slot keeps the account's body, asked for again after the attach
-    last = digest(body)
-    _last_digest = (body, last)
-    return last
 
 
 def _unchanged(known, kind, object_id, body, unchanged):
