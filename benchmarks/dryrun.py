@@ -17,7 +17,6 @@ a shared machine it moves less).
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import shutil
@@ -28,24 +27,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import bench  # noqa: E402
+from quota import before_tree, drop_tree  # noqa: E402
 
 BEFORE = "3ac9130"  # the last commit before the quota work (issue 17)
 HEAVY_MIX = (("track", 0.45), ("identify", 0.35), ("group", 0.20))
-
-
-def before_tree(tmp):
-    """A worktree of BEFORE, or None when the history is not there."""
-    dest = tmp / "before"
-    try:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), BEFORE],
-                       check=True, capture_output=True)
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return None
-    return dest
-
-
-def drop_tree(path):
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True)
 
 
 def dry_run(config, path, *extra, tree=None):
@@ -96,7 +81,7 @@ def main(argv=None):
         small = tmp / "small.ndjson"
         bench._prefix(large, small, n_small)
         bench.make_events(heavy, n_time, seed=9, mix=HEAVY_MIX)
-        tree = Path(args.before) if args.before else before_tree(tmp)
+        tree = Path(args.before) if args.before else before_tree(tmp, BEFORE)
         plain = {name: [sys.executable, "-c", bench.PLAIN_LOOP, str(path)] for name, path in
                  (("plain mix", mix), ("plain heavy", heavy))}
 

@@ -139,11 +139,11 @@ def against_stand_in(src, tmp, events_path, existing_users, existing_accounts, *
     return len(px.requests), code, took, px
 
 
-def before_tree(tmp):
-    """A worktree of BEFORE, or None when the history is not there."""
+def before_tree(tmp, rev=BEFORE):
+    """A worktree of rev (default BEFORE), or None when the history is not there."""
     dest = tmp / "before"
     try:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), BEFORE],
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), rev],
                        check=True, capture_output=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
