@@ -250,3 +250,18 @@ def test_a_px_client_that_makes_no_request_never_loads_requests():
             "PxClient('http://127.0.0.1:9/v1', 'k', pool_size=4).close()\nprint('requests' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "False", run.stderr
+
+
+@pytest.mark.parametrize("cls", ["KnownIds", "LocalIds"])
+def test_known_objects_past_their_bound_forget_the_least_recently_written_first(cls):
+    from gspx_cli.delivery import executor
+
+    ids = getattr(executor, cls)(3)
+    for object_id in ("a", "b", "c"):
+        ids.add(object_id, f"d-{object_id}")
+    ids.add("a", "d-a2")  # written again: now the youngest
+    ids.add("d", "d-d")  # past the bound: "b" is the oldest and goes
+    assert [ids.get(k) for k in ("a", "b", "c", "d")] == ["d-a2", None, "d-c", "d-d"]
+    for n in range(100):  # far past the bound, it holds exactly the last three
+        ids.add(f"x{n}")
+    assert [ids.get(k) for k in ("x96", "x97", "x98", "x99")] == [None, "", "", ""]

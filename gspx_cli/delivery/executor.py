@@ -2,6 +2,7 @@
 the last body written to each (MAPPING.md "Upserts")."""
 
 import threading
+from collections import OrderedDict
 
 from gspx_cli.errors import Interrupted, PxError
 from gspx_cli.mapping.plan import (CREATE_FIRST, CREATE_MESSAGE, CREATE_ONLY, LEFT_EXISTS, LEFT_MISSING,
@@ -16,7 +17,10 @@ class KnownIds:
     shared by the workers; bounded, oldest forgotten first."""
 
     def __init__(self, limit=KNOWN_CACHE_SIZE):
-        self._ids = {}  # insertion-ordered: the oldest comes first
+        # the oldest first; an OrderedDict, not a dict: forgetting a dict's first key walks every slot deleted
+        # since the dict last grew, so past the bound each add cost O(bound) (30,000 adds past 100,000: 0.27 s
+        # with a dict, 0.01 s with an OrderedDict)
+        self._ids = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
 
@@ -30,10 +34,10 @@ class KnownIds:
             self._ids.pop(object_id, None)  # the most recent write makes it the youngest
             self._ids[object_id] = last_write
             if len(self._ids) > self._limit:
-                del self._ids[next(iter(self._ids))]
+                self._ids.popitem(last=False)
 
 
-class LocalIds(dict):
+class LocalIds(OrderedDict):
     """KnownIds for one thread (the dry run's): the same get(), bound and order; no lock, and the dict's
     own get()."""
 
@@ -48,7 +52,7 @@ class LocalIds(dict):
         self.pop(object_id, None)  # the most recent write makes it the youngest
         self[object_id] = last_write
         if len(self) > self.limit:
-            del self[next(iter(self))]
+            self.popitem(last=False)
 
 
 def new_known(local=False):

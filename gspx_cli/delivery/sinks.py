@@ -81,12 +81,12 @@ class PrintSink:
                 before = ids.pop(object_id, None) is not None
                 ids[object_id] = last
                 if len(ids) > ids.limit:
-                    del ids[next(iter(ids))]
+                    ids.popitem(last=False)
                 ids = origin[kind]
                 ids.pop(object_id, None)
                 ids[object_id] = (source, line_no, before)
                 if len(ids) > ids.limit:
-                    del ids[next(iter(ids))]
+                    ids.popitem(last=False)
         return DELIVERED
 
     def record(self, record, result):
