@@ -5,10 +5,12 @@ The coordinator owns the loop, the saves and the wind-down; this owns what happe
 messageIds of the events in the sink (MAPPING.md "Duplicate events": one still in flight waits)."""
 
 from gspx_cli.mapping import fields
-from gspx_cli.mapping.filters import FILTERED, KEPT
+from gspx_cli.jsonio import exact, loads_bytes_loose
+from gspx_cli.mapping.filters import FILTERED, KEPT, UNSURE
 from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
 from gspx_cli.read.reader import parse_batch
+from gspx_cli.read.shapes import Record, line_shape, parse_line
 from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
@@ -30,25 +32,95 @@ class Dispatcher:
         if dedupe:
             self._messages = StoredMemory(store) if store is not None else RunMemory()
         self._message_events = {}  # messageId -> events with it handed to the sink and not completed
+        self._filtered = {}  # event type -> events left out by the filter and not yet counted (_kept)
+        self._counted = set()  # the types of which a left-out event was settled one by one
 
     def dispatch(self, batch):
         """Parse and map each record of a batch, hand plans to the sink, settle the rest; returns how many
         plans the sink took to complete later. The hot path of a dry run."""
+        if self._filter is None or self._ledger.checkpoint is not None:
+            records = parse_batch(batch)
+            if self._ledger.checkpoint is None:  # nothing to open per line: count the batch at once
+                self._ledger.stats.read += len(records)
+            return self._dispatch(records, self._filter)
+        try:  # a filter without a checkpoint: left-out events never become Records in the loop
+            return self._dispatch(self._kept(batch), None)
+        finally:
+            if self._filtered:
+                self._ledger.settle_many(SKIPPED, FILTERED, self._filtered)
+                self._filtered.clear()
+
+    def _kept(self, batch):
+        """The records of a batch but the events the filter leaves out, each of which has its line (a dry
+        run's) and is counted here, in input order. The hot path of a filtered run: a left-out event costs
+        its parse, its filter look and its line; its counts are added at the batch's end (settle_many)."""
+        ledger, stats, filtered = self._ledger, self._ledger.stats, self._filtered
+        left_out, left_out_roughly = self._filter.left_out, self._filter.left_out_roughly
+        sink = self._sink
+        record_filtered = getattr(sink, "record_filtered", None) or self._record_filtered
+        for item in batch:
+            if type(item) is not tuple:  # a problem Record of the reader's
+                stats.read += 1
+                yield item
+                continue
+            raw = item[2]
+            # first the quick parse: a line it finds valid is valid, and its type and strings are exact
+            value = loads_bytes_loose(raw)
+            event_type = UNSURE
+            if type(value) is dict and "type" in value:  # one bare event
+                event_type = left_out_roughly(value)
+            if event_type is UNSURE or event_type is KEPT:
+                # kept, or not sure: the exact value (the quick one when it is exact), and its shape
+                if value is not None and exact(raw):
+                    parsed = line_shape(item[0], item[1], raw, value)
+                else:
+                    parsed = parse_line(*item)
+                if type(parsed) is not dict:
+                    stats.read += len(parsed)
+                    yield from self._left_in(parsed, left_out, record_filtered)
+                    continue
+                event_type = KEPT if event_type is KEPT else left_out(parsed)
+                value = parsed
+            stats.read += 1
+            record = Record(item[0], item[1], raw, value)
+            if event_type is KEPT:
+                yield record
+                continue
+            record_filtered(record, event_type)
+            count = filtered.get(event_type)
+            if count is not None:
+                filtered[event_type] = count + 1
+            elif event_type in self._counted:
+                filtered[event_type] = 1
+            else:  # the run's first of its type: settled at once, so the counts' keys are in today's order
+                self._counted.add(event_type)
+                ledger.settle(record, SKIPPED, FILTERED, event_type)
+
+    def _left_in(self, records, left_out, record_filtered):
+        """The records of a batch or envelope line (or its problem) but those the filter leaves out, settled here."""
+        for record in records:
+            if record.problem is None:
+                event_type = left_out(record.event)
+                if event_type is not KEPT:
+                    record_filtered(record, event_type)
+                    self._ledger.settle(record, SKIPPED, FILTERED, event_type)
+                    continue
+            yield record
+
+    def _dispatch(self, records, event_filter):
+        """dispatch() of the records of a batch; event_filter: the run's, unless the records are only those it keeps."""
         handed = 0
-        batch = parse_batch(batch)
         ledger, reporter, sink = self._ledger, self._reporter, self._sink
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
         checkpoint = ledger.checkpoint
         resuming = self._resuming
-        left_out = self._filter.left_out if self._filter is not None else None
+        left_out = event_filter.left_out if event_filter is not None else None
         record_filtered = getattr(sink, "record_filtered", None) or self._record_filtered
         messages = self._messages
         # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
         claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
                  else None)
-        if checkpoint is None:  # nothing to open per line: count the batch at once
-            ledger.stats.read += len(batch)
-        for record in batch:
+        for record in records:
             if checkpoint is not None:
                 if resuming and checkpoint.skip_settled_before(record):
                     continue

@@ -82,6 +82,27 @@ def loads_bytes(data):
     return loads(data.decode("utf-8"))
 
 
+def loads_bytes_loose(data):
+    """orjson's parse of UTF-8 bytes, or None where loads_bytes() may refuse them (it then says why).
+
+    Valid JSON just where loads_bytes() finds it (orjson refuses all that the stdlib refuses: checked
+    over bad UTF-8, NaN, 1e400, lone surrogates, control characters, and in tests/test_jsonio_fast.py),
+    at about half its cost, but an integer outside 64 bits may come out a float: exact(data) says when
+    the value is loads_bytes()'s very value. For a look at a line that may be left out (dispatch.py).
+    """
+    if len(data) > MAX_NESTING and data.count(b"[") + data.count(b"{") > MAX_NESTING:
+        return None  # it may nest too deeply
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def exact(data):
+    """True when loads_bytes_loose(data) is loads_bytes(data)'s very value (no run of 19 digits)."""
+    return _LONG_DIGIT_RUN not in data.translate(_DIGITS_TO_ZERO)
+
+
 def _too_deep(value):
     """True when containers nest more than MAX_NESTING levels (iterative: no recursion)."""
     stack = [(value, 1)] if type(value) in (dict, list) else []

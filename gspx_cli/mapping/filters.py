@@ -11,7 +11,9 @@ from gspx_cli.mapping.rules import to_epoch_ms
 FILTERED = "filtered"
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")  # CLI.md: the event's time, in this order
 _EVENT_TYPES = SENT_TYPES | SKIPPED_TYPES
+_NUMBERS = (int, float)
 KEPT = False  # left_out(): the event passes every filter
+UNSURE = True  # left_out_roughly(): a number it reads may be off; ask left_out() of the exact value
 
 
 class EventFilter:
@@ -41,6 +43,18 @@ class EventFilter:
                                                                self._others(event, event_type)):
             return KEPT
         return event_type if event_type in _EVENT_TYPES else None
+
+    def left_out_roughly(self, event):
+        """left_out() of an event whose numbers may be off (jsonio.loads_bytes_loose: a big integer may be a
+        float), or UNSURE when the filters read a number of it. Types and strings are always exact."""
+        if self._others is not None:
+            if self._events and type(event.get("event")) in _NUMBERS:
+                return UNSURE
+            if self._since is not None or self._until is not None:
+                for name in _TIME_FIELDS:
+                    if type(event.get(name)) in _NUMBERS:
+                        return UNSURE
+        return self.left_out(event)
 
     def _passes_others(self, event, event_type):
         """The filters but --type."""

@@ -1,7 +1,7 @@
 """What a line holds (CLI.md "Inputs as archived"): a bare event, a batch, a router envelope, an Event Replay
 record, a gateway backup job, a processor-error dump job; or why it is no event, or why a whole file is
 refused. Pure: bytes in, Records out; reader.py cuts inputs into lines and hands them here.
-To read a new archive shape, add it to _parse_line / _archive_records (and file_refusal for a file that
+To read a new archive shape, add it to parse_line / _archive_records (and file_refusal for a file that
 holds no events)."""
 
 from dataclasses import dataclass
@@ -56,7 +56,11 @@ def parse_batch(batch):
     records = []
     for item in batch:
         if type(item) is tuple:
-            records += _parse_line(*item)
+            parsed = parse_line(*item)
+            if type(parsed) is dict:
+                records.append(Record(item[0], item[1], item[2], parsed))
+            else:
+                records += parsed
         else:
             records.append(item)
     return records
@@ -79,8 +83,10 @@ def file_refusal(raw):
     return None
 
 
-def _parse_line(source, line_no, raw, final=False):
-    """Records of one non-blank line, as a list: the event, the events of a batch/envelope, or a problem.
+def parse_line(source, line_no, raw, final=False):
+    """What one non-blank line holds: the event of a line that is one bare event (a dict, no Record made
+    yet: a filter may leave it out first, dispatch.py); else a list of Records: the events of a
+    batch/envelope/archived job, or a problem.
 
     A list, not a generator: a generator per line cost ~1 us of a dry run's ~40 us per event.
     final: the input's last line had no line end; if it does not parse it is *incomplete* (CLI.md).
@@ -95,6 +101,11 @@ def _parse_line(source, line_no, raw, final=False):
         if final:
             return [Record(source, line_no, raw, None, INCOMPLETE_PREFIX + problem, incomplete=True)]
         return [Record(source, line_no, raw, None, problem)]
+    return line_shape(source, line_no, raw, value)
+
+
+def line_shape(source, line_no, raw, value):
+    """parse_line() of a line already parsed into value (exactly: jsonio.loads_bytes's value)."""
     if type(value) is not dict:
         return [Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")]
     if "type" not in value:
@@ -106,7 +117,7 @@ def _parse_line(source, line_no, raw, final=False):
         if type(message) is dict:
             return [Record(source, line_no, raw, message, unwrapped=True)]
         return _archive_records(source, line_no, raw, value)
-    return [Record(source, line_no, raw, value)]
+    return value
 
 
 def _batch_records(source, line_no, raw, items, what):

@@ -102,6 +102,22 @@ class Ledger:
         if recorded and self.checkpoint is not None:
             self.checkpoint.settled(record)
 
+    def settle_many(self, outcome, reason, counts):
+        """settle(record, outcome, reason, event_type) of counts[event_type] records at once: only for
+        delivered or skipped records (nothing to write) in a run without a checkpoint (nothing to mark)."""
+        st = self.stats
+        by_type = st.by_type
+        total = 0
+        for event_type, n in counts.items():
+            type_counts = by_type.get(event_type or "unknown")
+            if type_counts is None:
+                type_counts = by_type[event_type or "unknown"] = Counter()
+            type_counts[outcome] += n
+            total += n
+        st.outcomes[outcome] += total
+        if outcome is SKIPPED:
+            st.skip_reasons[reason or "skipped"] += total
+
     def warn(self):
         """Count one warning."""
         self.stats.warnings += 1
