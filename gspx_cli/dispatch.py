@@ -53,47 +53,53 @@ class Dispatcher:
     def _kept(self, batch):
         """The records of a batch but the events the filter leaves out, each of which has its line (a dry
         run's) and is counted here, in input order. The hot path of a filtered run: a left-out event costs
-        its parse, its filter look and its line; its counts are added at the batch's end (settle_many)."""
-        ledger, stats, filtered = self._ledger, self._ledger.stats, self._filtered
+        its quick parse, its filter look and its line; its counts are added at the batch's end (settle_many)."""
+        ledger, stats, filtered, counted = self._ledger, self._ledger.stats, self._filtered, self._counted
         left_out, left_out_roughly = self._filter.left_out, self._filter.left_out_roughly
         sink = self._sink
         record_filtered = getattr(sink, "record_filtered", None) or self._record_filtered
+        stats.read += len(batch)  # a batch or envelope line adds its other events below
         for item in batch:
             if type(item) is not tuple:  # a problem Record of the reader's
-                stats.read += 1
                 yield item
                 continue
             raw = item[2]
             # first the quick parse: a line it finds valid is valid, and its type and strings are exact
             value = loads_bytes_loose(raw)
-            event_type = UNSURE
             if type(value) is dict and "type" in value:  # one bare event
                 event_type = left_out_roughly(value)
-            if event_type is UNSURE or event_type is KEPT:
-                # kept, or not sure: the exact value (the quick one when it is exact), and its shape
-                if value is not None and exact(raw):
-                    parsed = line_shape(item[0], item[1], raw, value)
-                else:
-                    parsed = parse_line(*item)
-                if type(parsed) is not dict:
-                    stats.read += len(parsed)
-                    yield from self._left_in(parsed, left_out, record_filtered)
+                if event_type is not KEPT and event_type is not UNSURE:
+                    record = Record(item[0], item[1], raw, value)
+                    record_filtered(record, event_type)
+                    count = filtered.get(event_type)
+                    if count is not None:
+                        filtered[event_type] = count + 1
+                    elif event_type in counted:
+                        filtered[event_type] = 1
+                    else:  # the run's first of its type, settled at once: the counts' keys in today's order
+                        counted.add(event_type)
+                        ledger.settle(record, SKIPPED, FILTERED, event_type)
                     continue
-                event_type = KEPT if event_type is KEPT else left_out(parsed)
-                value = parsed
-            stats.read += 1
-            record = Record(item[0], item[1], raw, value)
+            else:
+                event_type = UNSURE
+            # kept, or not sure: the exact value (the quick one when it is exact), and its shape
+            if value is not None and exact(raw):
+                parsed = line_shape(item[0], item[1], raw, value)
+            else:
+                parsed = parse_line(*item)
+            if type(parsed) is not dict:
+                stats.read += len(parsed) - 1
+                yield from self._left_in(parsed, left_out, record_filtered)
+                continue
+            record = Record(item[0], item[1], raw, parsed)
             if event_type is KEPT:
                 yield record
                 continue
-            record_filtered(record, event_type)
-            count = filtered.get(event_type)
-            if count is not None:
-                filtered[event_type] = count + 1
-            elif event_type in self._counted:
-                filtered[event_type] = 1
-            else:  # the run's first of its type: settled at once, so the counts' keys are in today's order
-                self._counted.add(event_type)
+            event_type = left_out(parsed)
+            if event_type is KEPT:
+                yield record
+            else:
+                record_filtered(record, event_type)
                 ledger.settle(record, SKIPPED, FILTERED, event_type)
 
     def _left_in(self, records, left_out, record_filtered):

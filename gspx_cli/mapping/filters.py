@@ -26,6 +26,8 @@ class EventFilter:
         self._events = tuple(events)
         # the filters but --type, or None when there are none (a --type filter decides on the type alone)
         self._others = self._passes_others if events or since is not None or until is not None else None
+        if self._others is None:  # a --type filter reads no number
+            self.left_out_roughly = self.left_out
 
     def __bool__(self):
         return self._since is not None or self._until is not None or bool(self._types) or bool(self._events)
