@@ -2,11 +2,14 @@
 events left out are skipped as "filtered", counted and settled."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from e2e import gspx, write_config, write_events
-from gspx_cli.mapping.filters import EventFilter
+from e2e import DEADLINE, gspx, write_config, write_events
+from gspx_cli.mapping.filters import UNSURE, EventFilter
 from gspx_cli.mapping.rules import to_epoch_ms
 
 JAN = to_epoch_ms("2024-01-01")
@@ -69,3 +72,93 @@ def test_an_unreadable_time_is_a_usage_error_before_anything_is_read(tmp_path):
     cfg = write_config(tmp_path, "https://px.example.test/v1")
     run = gspx("send", "--dry-run", "-c", cfg, "--until", "next tuesday", write_events(tmp_path, []), key=None)
     assert run.exit_code == 2 and "--until" in run.stderr and "ISO 8601" in run.stderr
+
+
+# ---- a left-out line costs its quick parse, yet says what it said before (issue 22) ------------------------
+
+# Lines a filter leaves out, or that are bad whatever the filter: each must end as it did when every
+# line was parsed exactly before the filter looked at it.
+_BAD = [
+    "not json at all",
+    '{"type":"track","userId":"u","event":"E"',  # cut short
+    '[{"type":"identify","userId":"u2"}]',  # an array
+    '{"type":"track","userId":"u","n":1' + "0" * 5000 + "}",  # an integer past Python's digit limit
+    '{"type":"track","userId":"u","n":1e400}',
+    '{"type":"track","userId":"u","n":NaN}',
+    '{"type":"track","userId":"u","s":"\\ud800"}',  # a lone surrogate
+    '{"type":"track","userId":"u","deep":' + "[" * 300 + "]" * 300 + "}",  # deeper than jsonio.MAX_NESTING
+    '{"type":"track","userId":"u","s":"\t"}'.replace("\\t", "\t"),  # a raw control character
+]
+_LEFT_OUT = [
+    '{"type":"track","userId":"u","event":"E","properties":{"type":"identify"}}',  # a nested "type" key
+    '{"type":"identify","type":"track","userId":"u","event":"E"}',  # duplicate keys: the last one counts
+    '{"type":"track","userId":"u","event":"E","n":123456789012345678901234567890}',
+    '{"type":"track","userId":"u","deep":' + "[" * 250 + "]" * 250 + "}",  # deep, but not too deep
+    '{"userId":"u","event":"E"}',  # no type
+]
+_KEPT = [
+    '{"type":"track","type":"identify","userId":"u1"}',
+    '{"type":"identify","userId":123456789012345678901234567890}',  # a big integer, used exactly
+    '{"batch":[{"type":"identify","userId":"u3"},{"type":"track","userId":"u3","event":"E"},7]}',
+]
+
+
+def _dry_run(tmp_path, name, *args):
+    """`gspx send --dry-run` in a subprocess, as a user runs it: (exit status, stdout lines, stderr, failed output)."""
+    failed = tmp_path / f"{name}.failed"
+    proc = subprocess.run([sys.executable, "-m", "gspx_cli", "send", "--dry-run", "--no-progress", "-c",
+                           str(tmp_path / "gspx.yaml"), "--failed-output", str(failed), *args],
+                          capture_output=True, timeout=DEADLINE, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if k != "GSPX_API_KEY"})
+    return (proc.returncode, proc.stdout.decode().splitlines(), proc.stderr.decode(),
+            failed.read_bytes() if failed.exists() else b"")
+
+
+def test_a_type_filter_reports_every_bad_line_as_a_run_without_it_does(tmp_path):
+    write_config(tmp_path, "https://px.example.test/v1")
+    lines = _BAD + _LEFT_OUT + _KEPT
+    (tmp_path / "in.ndjson").write_bytes("\n".join(lines).encode() + b"\n" + b'{"type":"track","e":"\xff"}\n')
+    code, out, err, failed = _dry_run(tmp_path, "filtered", "--type", "identify", "in.ndjson")
+    all_code, all_out, all_err, all_failed = _dry_run(tmp_path, "all", "in.ndjson")
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(_BAD) + 2  # the batch's number 7, and the line that is not UTF-8
+    # said as a run without the filter says it (that one also fails the left-out events it cannot map)
+    assert set(errors) <= {line for line in all_err.splitlines() if line.startswith("error: ")}
+    assert "error: in.ndjson:8: JSON nested too deeply (more than 256 levels)" in errors
+    assert code == all_code == 1
+    assert failed.splitlines() == [line.encode() for line in _BAD] + [b"7", b'{"type":"track","e":"\xff"}']
+    # one line per event, in input order, each a left-out one's or the unfiltered run's very line
+    assert len(out) == len(all_out)
+    for line, unfiltered in zip(out, all_out):
+        assert line == unfiltered or json.loads(line)["skipped"] == "filtered"
+    skipped = [json.loads(line)["input"] for line in out if '"filtered"' in line]
+    first = len(_BAD) + 1
+    assert skipped == [f"in.ndjson:{n}" for n in range(first, first + len(_LEFT_OUT))] + [f"in.ndjson:{len(lines)}"]
+
+
+def test_a_left_out_event_is_counted_by_type_in_the_report(tmp_path):
+    write_config(tmp_path, "https://px.example.test/v1")
+    (tmp_path / "in.ndjson").write_text("\n".join(_LEFT_OUT + _KEPT) + "\n")
+    code, _, _, _ = _dry_run(tmp_path, "r", "--type", "identify", "--report", "report.json", "in.ndjson")
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert (code, data["skip_reasons"], data["read"]) == (1, {"filtered": 6}, 10)  # the batch holds 3
+    assert {t: c["skipped"] for t, c in data["by_type"].items() if c["skipped"]} == {"track": 5, "unknown": 1}
+
+
+def test_a_big_integer_a_filter_reads_is_read_exactly(tmp_path):
+    write_config(tmp_path, "https://px.example.test/v1")
+    (tmp_path / "in.ndjson").write_text('{"type":"track","userId":"u","event":99999999999999999999}\n'
+                                        '{"type":"track","userId":"u","event":99999999999999999998.5}\n')
+    code, out, err, _ = _dry_run(tmp_path, "e", "--event", "9999*", "in.ndjson")
+    assert code == 0, err
+    assert '"eventName":"99999999999999999999"' in out[0] and '"skipped":"filtered"' in out[1]
+
+
+def test_the_rough_look_is_unsure_only_where_a_filter_reads_a_number():
+    window = EventFilter(since=JAN, until=FEB, types=("track",))
+    assert window.left_out_roughly({"type": "track", "timestamp": 1.7e21}) is UNSURE
+    assert window.left_out_roughly({"type": "track", "timestamp": "2024-01-15"}) is window.left_out(
+        {"type": "track", "timestamp": "2024-01-15"})
+    assert EventFilter(events=("4*",)).left_out_roughly({"type": "track", "event": 4e20}) is UNSURE
+    by_type = EventFilter(types=("identify",))
+    assert by_type.left_out_roughly({"type": "track", "event": 4e20}) == "track"

@@ -81,3 +81,50 @@ def test_dumps_bytes_refuses_what_dumps_refuses():
 @pytest.mark.parametrize("value", [{"a": [1, 2.5, "x"]}, {"n": 2**70}, {"s": "null"}])
 def test_dumps_line_is_dumps_bytes_with_a_line_end(value):
     assert jsonio.dumps_line(value) == jsonio.dumps_bytes(value) + b"\n"
+
+
+# ---- loads_bytes_loose (issue 22): the quick look at a line a filter may leave out ----------------------
+
+
+def _loose(data):
+    value = jsonio.loads_bytes_loose(data)
+    return ("ok", value) if value is not None else ("refused", None)
+
+
+_LOOSE_EDGES = [
+    b'{"n":18446744073709551616}', b'{"n":123456789012345678901234567890}', b'{"n":1' + b"0" * 400 + b"}",
+    b'{"n":9' + b"9" * 5000 + b"}", b'{"n":1e400}', b'{"n":NaN}', b'{"n":-Infinity}', b'{"s":"\\ud800"}',
+    b'{"s":"\\udc00\\ud800","n":12345678901234567890123}', b'{"s":"\xed\xa0\x80","n":12345678901234567890123}',
+    b'{"s":"\xc0\xaf"}', b'\xef\xbb\xbf{"a":1}', b'{"a":"\x01"}', b'{"a":1}\x0c', b'{"a":01}',
+    b'{"a":1,"a":2}', b'{"type":"track","x":' + b"[" * 256 + b"]" * 256 + b"}", b"[" * 257 + b"]" * 257,
+    b"[" * 300 + b"]" * 300, b"[" * 1100 + b"]" * 1100, b'{"a":1}\r', b"[1,]", b"null",
+]
+
+
+@pytest.mark.parametrize("data", _LOOSE_EDGES, ids=repr)
+def test_the_quick_parse_finds_valid_only_what_loads_bytes_finds_valid(data):
+    loose, exact = _loose(data), _fast(data)
+    if loose[0] == "ok":
+        assert exact[0] == "ok"
+        if jsonio.exact(data):  # then it is the very value
+            assert repr(loose[1]) == repr(exact[1])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=40) | st.text(alphabet='{}[]",:0123456789.eE+-\\untrfalsu\x00 \xe9\ud800', max_size=40).map(
+    lambda s: s.encode("utf-8", "surrogatepass")))
+def test_the_quick_parse_finds_valid_only_what_loads_bytes_finds_valid_on_any_bytes(data):
+    loose, exact = _loose(data), _fast(data)
+    assert loose[0] != "ok" or exact[0] == "ok"
+    if loose[0] == "ok" and jsonio.exact(data):
+        assert _same(loose, exact)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values)
+def test_the_quick_parse_of_json_without_19_digit_runs_is_the_exact_value(value):
+    data = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    loose, exact = _loose(data), _fast(data)
+    assert loose[0] != "ok" or exact[0] == "ok"
+    if jsonio.exact(data) and exact[0] == "ok" and value is not None:
+        assert _same(loose, exact)
