@@ -12,7 +12,8 @@ PYTHONUNBUFFERED, stdout to /dev/null; inputs from bench.py's generator, each ev
    there) / the stdlib loop, the three run in turn (ABC, then rotated) so drift cancels.
 
 Ratios are medians of per-round ratios; the CPU-time ratio is printed beside the wall-time one (on
-a shared machine it moves less).
+a shared machine it moves less). `--only 4` measures just figure 4 (repeatable); `--compare REV` also
+runs figure 4's command at REV (a git worktree of it) in the same rounds, e.g. the commit before a change.
 """
 
 import argparse
@@ -67,11 +68,14 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke test, figures mean little")
     ap.add_argument("--pairs", type=int, help="rounds per figure [5]")
     ap.add_argument("--before", help=f"a checkout of {BEFORE} to compare with (default: a git worktree of it)")
+    ap.add_argument("--only", type=int, choices=(3, 4, 5), action="append", help="only this figure (repeatable)")
+    ap.add_argument("--compare", metavar="REV", help="figure 4 also at REV, side by side (a git worktree of it)")
     args = ap.parse_args(argv)
+    figures = set(args.only or (3, 4, 5))
     n_time, n_small, n_large, pairs = (2_000, 500, 5_000, 1) if args.quick else (100_000, 50_000, 500_000, 5)
     pairs = args.pairs or pairs
     tmp = Path(tempfile.mkdtemp(prefix="gspx-dryrun-"))
-    tree = None
+    tree = compare = None
     try:
         config = tmp / "gspx.yaml"
         bench.write_config(config)  # attribute maps and a global context
@@ -81,19 +85,28 @@ def main(argv=None):
         small = tmp / "small.ndjson"
         bench._prefix(large, small, n_small)
         bench.make_events(heavy, n_time, seed=9, mix=HEAVY_MIX)
-        tree = Path(args.before) if args.before else before_tree(tmp, BEFORE)
+        if 5 in figures:
+            tree = Path(args.before) if args.before else before_tree(tmp, BEFORE)
+        if args.compare and 4 in figures:
+            compare = before_tree(tmp / "compare", args.compare)
         plain = {name: [sys.executable, "-c", bench.PLAIN_LOOP, str(path)] for name, path in
                  (("plain mix", mix), ("plain heavy", heavy))}
 
-        print(f"3/5 peak RSS, {n_large:,} and {n_small:,} events...", file=sys.stderr)
-        rss_large = bench._run(dry_run(config, large))[2]
-        rss_small = bench._run(dry_run(config, small))[2]
+        if 3 in figures:
+            print(f"3/5 peak RSS, {n_large:,} and {n_small:,} events...", file=sys.stderr)
+            rss_large = bench._run(dry_run(config, large))[2]
+            rss_small = bench._run(dry_run(config, small))[2]
 
-        print(f"4/5 --type identify, {n_time:,} events, {pairs} rounds...", file=sys.stderr)
-        f4 = rounds({"gspx": dry_run(config, mix, "-q", "--type", "identify"), "plain": plain["plain mix"]}, pairs)
+        if 4 in figures:
+            print(f"4/5 --type identify, {n_time:,} events, {pairs} rounds...", file=sys.stderr)
+            filtered = ("-q", "--type", "identify")
+            cmds = {"gspx": dry_run(config, mix, *filtered), "plain": plain["plain mix"]}
+            if compare is not None:
+                cmds["compare"] = dry_run(config, mix, *filtered, tree=compare)
+            f4 = rounds(cmds, pairs)
 
         f5 = {}
-        for label, path in (("mix", mix), ("heavy", heavy)):
+        for label, path in (("mix", mix), ("heavy", heavy)) if 5 in figures else ():
             print(f"5/5 keeping everything, {label}, {n_time:,} events, {pairs} rounds...", file=sys.stderr)
             cmds = {"gspx": dry_run(config, path), "plain": plain[f"plain {label}"]}
             if tree is not None:
@@ -102,17 +115,26 @@ def main(argv=None):
     finally:
         if tree is not None and not args.before:
             drop_tree(tree)
+        if compare is not None:
+            drop_tree(compare)
         shutil.rmtree(tmp, ignore_errors=True)
 
     med = statistics.median
     print("| # | figure | measured | ratio | target |")
     print("|---|---|---|---|---|")
-    print(f"| 3 | peak RSS of a dry run, {n_large:,} / {n_small:,} events (each its own messageId) "
-          f"| {bench._mb(rss_large)} / {bench._mb(rss_small)} | **{rss_large / rss_small:.2f}** | <= 1.3, <= 60 MB |")
-    print(f"| 4 | dry run `--type identify -q` / stdlib loop, {n_time:,} events (20% identify) "
-          f"| {med(f4['gspx']['wall']):.2f} s / {med(f4['plain']['wall']):.2f} s "
-          f"| **{ratio(f4, 'gspx', 'plain', 'wall'):.2f}** (CPU {ratio(f4, 'gspx', 'plain', 'cpu'):.2f}) | <= 0.6 |")
-    for label, what in (("mix", "bench.py's mix (70% track)"), ("heavy", "identify- and group-heavy (45% track)")):
+    if 3 in figures:
+        print(f"| 3 | peak RSS of a dry run, {n_large:,} / {n_small:,} events (each its own messageId) "
+              f"| {bench._mb(rss_large)} / {bench._mb(rss_small)} | **{rss_large / rss_small:.2f}** | <= 1.3, <= 60 MB |")
+    if 4 in figures:
+        at = (f"; at {args.compare}: {med(f4['compare']['wall']):.2f} s, "
+              f"**{ratio(f4, 'compare', 'plain', 'wall'):.2f}** (CPU {ratio(f4, 'compare', 'plain', 'cpu'):.2f})"
+              if "compare" in f4 else "")
+        print(f"| 4 | dry run `--type identify -q` / stdlib loop, {n_time:,} events (20% identify) "
+              f"| {med(f4['gspx']['wall']):.2f} s / {med(f4['plain']['wall']):.2f} s "
+              f"| **{ratio(f4, 'gspx', 'plain', 'wall'):.2f}** (CPU {ratio(f4, 'gspx', 'plain', 'cpu'):.2f}){at} "
+              "| <= 0.6 |")
+    for label, what in (("mix", "bench.py's mix (70% track)"), ("heavy", "identify- and group-heavy (45% track)")) \
+            if 5 in figures else ():
         t = f5[label]
         before = (f"; at {BEFORE}: {med(t['before']['wall']):.2f} s, **{ratio(t, 'before', 'plain', 'wall'):.2f}** "
                   f"(CPU {ratio(t, 'before', 'plain', 'cpu'):.2f}); now / {BEFORE}: "
