@@ -10,7 +10,7 @@ from gspx_cli.mapping.filters import FILTERED, KEPT, UNSURE
 from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
 from gspx_cli.read.reader import parse_batch
-from gspx_cli.read.shapes import Record, line_shape, parse_line
+from gspx_cli.read.shapes import Record, parse_line
 from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
@@ -84,7 +84,7 @@ class Dispatcher:
                 event_type = UNSURE
             # kept, or not sure: the exact value (the quick one when it is exact), and its shape
             if value is not None and exact(raw):
-                parsed = line_shape(item[0], item[1], raw, value)
+                parsed = parse_line(item[0], item[1], raw, False, value)
             else:
                 parsed = parse_line(*item)
             if type(parsed) is not dict:

@@ -68,6 +68,20 @@ def test_filtered_events_are_skipped_counted_and_settled_in_the_checkpoint(px_se
     assert json.loads(report.read_text())["read"] == 0
 
 
+def test_a_live_run_without_a_checkpoint_sends_only_what_the_filter_keeps(px_server, tmp_path):
+    px = px_server.px
+    cfg = write_config(tmp_path, px_server.base_url)
+    events = [{"type": "track", "userId": f"u{n}", "event": "E", "properties": {"type": "identify"}}
+              for n in range(1, 600)]  # more than a batch of lines
+    events[300] = {"type": "identify", "userId": "kept"}
+    report = tmp_path / "report.json"
+    run = gspx("send", "-c", cfg, "--report", str(report), "--type", "identify", write_events(tmp_path, events))
+    assert run.exit_code == 0, run.stderr
+    assert list(px.users) == ["kept"] and not px.events
+    data = json.loads(report.read_text())
+    assert (data["read"], data["delivered"], data["skip_reasons"]) == (599, 1, {"filtered": 598})
+
+
 def test_an_unreadable_time_is_a_usage_error_before_anything_is_read(tmp_path):
     cfg = write_config(tmp_path, "https://px.example.test/v1")
     run = gspx("send", "--dry-run", "-c", cfg, "--until", "next tuesday", write_events(tmp_path, []), key=None)

@@ -1,7 +1,7 @@
 """What a line holds (CLI.md "Inputs as archived"): a bare event, a batch, a router envelope, an Event Replay
 record, a gateway backup job, a processor-error dump job; or why it is no event, or why a whole file is
 refused. Pure: bytes in, Records out; reader.py cuts inputs into lines and hands them here.
-To read a new archive shape, add it to parse_line / _archive_records (and file_refusal for a file that
+To read a new archive shape, add it to _parse_line / _archive_records (and file_refusal for a file that
 holds no events)."""
 
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ _ERROR_DUMP_FILE = "a RudderStack processor-error dump, read only with --error-d
 # --error-dumps (CLI.md): set once by the command line before a run. Process-wide because it is needed
 # both where files are read (the reader thread) and where lines are parsed (the coordinator's thread).
 _error_dumps = False
+_UNREAD = object()  # parse_line(): the line is still to be parsed
 
 
 def set_error_dumps(enabled):
@@ -83,14 +84,17 @@ def file_refusal(raw):
     return None
 
 
-def parse_line(source, line_no, raw, final=False):
+def parse_line(source, line_no, raw, final=False, value=_UNREAD):
     """What one non-blank line holds: the event of a line that is one bare event (a dict, no Record made
     yet: a filter may leave it out first, dispatch.py); else a list of Records: the events of a
     batch/envelope/archived job, or a problem.
 
     A list, not a generator: a generator per line cost ~1 us of a dry run's ~40 us per event.
     final: the input's last line had no line end; if it does not parse it is *incomplete* (CLI.md).
+    value: the line's value when it is already parsed (exactly: jsonio.loads_bytes's value).
     """
+    if value is not _UNREAD:
+        return value if type(value) is dict and "type" in value else _parse_line(source, line_no, raw, value)
     try:
         value = jsonio.loads_bytes(raw)  # no str copy of the line: orjson reads the bytes
     except (UnicodeDecodeError, jsonio.JsonError) as exc:
@@ -101,11 +105,13 @@ def parse_line(source, line_no, raw, final=False):
         if final:
             return [Record(source, line_no, raw, None, INCOMPLETE_PREFIX + problem, incomplete=True)]
         return [Record(source, line_no, raw, None, problem)]
-    return line_shape(source, line_no, raw, value)
+    if type(value) is dict and "type" in value:  # a bare event, the most common line: no second call
+        return value
+    return _parse_line(source, line_no, raw, value)
 
 
-def line_shape(source, line_no, raw, value):
-    """parse_line() of a line already parsed into value (exactly: jsonio.loads_bytes's value)."""
+def _parse_line(source, line_no, raw, value):
+    """parse_line() of a parsed line: which shape it is (a bare event, a batch, an envelope, an archived job)."""
     if type(value) is not dict:
         return [Record(source, line_no, raw, None, f"not a JSON object (got {_json_type(value)})")]
     if "type" not in value:
