@@ -85,11 +85,11 @@ def loads_bytes(data):
 def loads_bytes_loose(data):
     """orjson's parse of UTF-8 bytes, or None where loads_bytes() may refuse them (it then says why).
 
-    Valid JSON just where loads_bytes() finds it (orjson refuses all that the stdlib refuses: checked
+    What it parses, loads_bytes() parses too (orjson refuses all that the stdlib refuses: checked
     over bad UTF-8, NaN, 1e400, lone surrogates, control characters, and in tests/test_jsonio_fast.py),
-    at about half its cost, but an integer outside 64 bits may come out a float: exact(data) says when
-    the value is loads_bytes()'s very value. For a look at a line that may be left out (dispatch.py).
-    """
+    without the look for long digit runs (~0.8 us of its ~3.2 on a 0.7 KB line), so an integer outside
+    64 bits may come out a float: exact(data) says when the value is loads_bytes()'s very value. For a
+    look at a line that a filter may leave out (dispatch.py)."""
     if len(data) > MAX_NESTING and data.count(b"[") + data.count(b"{") > MAX_NESTING:
         return None  # it may nest too deeply
     try:
