@@ -113,8 +113,8 @@ class Dispatcher:
                     continue
             yield record
 
-    def _dispatch(self, records, event_filter):
-        """dispatch() of the records of a batch; event_filter: the run's, unless the records are only those it keeps."""
+    def _dispatch(self, batch, event_filter):
+        """dispatch() of the records of a batch; event_filter: the run's, unless they are only those it keeps."""
         handed = 0
         ledger, reporter, sink = self._ledger, self._reporter, self._sink
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
@@ -126,7 +126,7 @@ class Dispatcher:
         # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
         claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
                  else None)
-        for record in records:
+        for record in batch:
             if checkpoint is not None:
                 if resuming and checkpoint.skip_settled_before(record):
                     continue
