@@ -104,17 +104,21 @@ def resume_lines(ckpt, root):
     return lines, stats, statements
 
 
-def test_a_folder_resumes_exactly_its_changed_half_read_and_new_files_after_one_query(tmp_path):
+def test_a_folder_resumes_exactly_its_changed_half_read_and_new_files_after_one_query(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_mod, "WHOLE_CHUNK", 2)  # its rows compared a few at a time, as a huge folder's
     day = tmp_path / "tree" / "2024-01-01"
     same = write_lines(day / "1704067201.json", 2)  # read whole and settled: passed over unopened
     grown = write_lines(day / "1704067202.json", 1)  # read whole, then appended to: read after its line
     moved = write_lines(day / "1704067203.json", 1)  # copied over with its mtime kept: another inode
     half = write_lines(day / "1704067204.json", 3)  # the run stopped after its first line
+    gone = write_lines(day / "1704067200.json", 1)  # read whole, then removed: the others are still compared
     settled_grown, settled_moved = read_whole_row(grown, 1, 1), read_whole_row(moved, 1, 1)
     with CheckpointStore(str(tmp_path / "c.ckpt")) as store:
         store.commit({source_key(str(same)): read_whole_row(same, 2, 2),
                       source_key(str(grown)): settled_grown, source_key(str(moved)): settled_moved,
-                      source_key(str(half)): read_whole_row(half, 1, None)})
+                      source_key(str(half)): read_whole_row(half, 1, None),
+                      source_key(str(gone)): read_whole_row(gone, 1, 1)})
+    gone.unlink()
     write_lines(day / "1704067202.json", 2)
     copy = write_lines(day / "copy.tmp", 1)
     os.replace(copy, moved)
@@ -135,7 +139,8 @@ def test_a_folders_query_never_reads_the_rows_below_its_subfolders(tmp_path):
         reader = store.reader()
         statements = []
         reader._con.set_trace_callback(statements.append)
-        names = [row[0] for row in reader.whole_files(os.path.join(source_key(str(root)), ""), ["b", "b-c", "d"])]
+        names = [row[0] for rows in reader.whole_files(os.path.join(source_key(str(root)), ""), ["b", "b-c", "d"])
+                 for row in rows]
         reader.close()
     assert sorted(names) == ["a.json", "c.json"]
     assert len(statements) == 4  # the keys before b-c/, between b-c/ and b/, between b/ and d/, after d/

@@ -2,6 +2,7 @@
 when the walk reaches that input (never loaded whole: a year of archives is a million inputs), and what
 the reader learns of the objects and files it reads, handed to the run's bookkeeping."""
 
+import contextlib
 import functools
 import itertools
 import operator
@@ -72,19 +73,16 @@ class InputWatch:
         need not open them. One query for the folder, then one stat per file the checkpoint has."""
         # A resume over a settled year asks this of a million files: the work per file is done in C
         # (map, compress, set), so that the resume costs little more than the stats (issue 22, figure 2).
-        with self._lock:
+        done = set()
+        with self._lock, _stat_in(folder) as stat:
             if self._con is None:
-                return set()
-            rows = self._con.whole_files(os.path.join(source_key(folder), ""), subfolders)
-        if not rows:
-            return set()
-        recorded = list(map(_NAME, rows))
-        found, stats = _stats(folder, recorded)  # one may be gone: then it is in `names` no more
-        if found is not recorded:
-            known = dict(zip(recorded, rows))
-            rows = list(map(known.__getitem__, found))
-        now = zip(found, *(map(get, stats) for get in _STAT))
-        return set(names).intersection(itertools.compress(found, map(operator.eq, rows, now)))
+                return done
+            listed = None
+            for rows in self._con.whole_files(os.path.join(source_key(folder), ""), subfolders):
+                if listed is None:
+                    listed = set(names)
+                done |= listed.intersection(_unchanged(stat, rows))
+        return done
 
     def verify(self, path, identity):
         """Raise ReplacedInputError when a file found in a directory or an object store (identity: the
@@ -119,33 +117,41 @@ class InputWatch:
             con.close()
 
 
-def _stats(folder, names):
-    """(names, their os.stat) of the files named in folder, less any that cannot be stat'ed."""
+@contextlib.contextmanager
+def _stat_in(folder):
+    """stat(name) of a file in folder: by name alone in the open folder where the system allows it
+    (no path walked again per file), else by its path."""
     if os.stat not in os.supports_dir_fd:
-        return _each(functools.partial(_stat_at, os.path.join(folder, "")), names)
-    try:  # one open folder, then each stat by name alone: no path to walk again per file
+        yield functools.partial(_stat_at, os.path.join(folder, ""))
+        return
+    try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
-        return [], []
+        yield functools.partial(_stat_at, os.path.join(folder, ""))  # each stat says what is wrong
+        return
     try:
-        stat = functools.partial(os.stat, dir_fd=fd)
-        try:
-            return names, list(map(stat, names))
-        except OSError:  # one vanished since it was listed: the others are still compared
-            return _each(stat, names)
+        yield functools.partial(os.stat, dir_fd=fd)
     finally:
         os.close(fd)
 
 
-def _each(stat, names):
-    found = []
-    for name in names:
-        try:
-            found.append((name, stat(name)))
-        except OSError:
-            continue
-    return [name for name, _ in found], [st for _, st in found]
-
-
 def _stat_at(prefix, name):
     return os.stat(prefix + name)
+
+
+def _unchanged(stat, rows):
+    """The names of the rows (name, size, mtime_ns, inode) whose file's stat says the same now."""
+    names = list(map(_NAME, rows))
+    try:
+        stats = list(map(stat, names))
+    except OSError:  # one vanished since it was listed: the others are still compared
+        kept = []
+        for row in rows:
+            try:
+                kept.append((row, stat(row[0])))
+            except OSError:
+                continue
+        rows, stats = [row for row, _ in kept], [st for _, st in kept]
+        names = list(map(_NAME, rows))
+    now = zip(names, *(map(get, stats) for get in _STAT))
+    return itertools.compress(names, map(operator.eq, rows, now))
