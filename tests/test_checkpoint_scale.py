@@ -255,6 +255,19 @@ def test_a_resume_over_files_all_settled_sends_nothing_and_then_only_what_was_ad
     assert (report["read"], report["skipped"], report["warnings"]) == (0, 0, 0)
     assert numbers(px) == Counter(range(150))
 
+    # nor does it load what only sending needs, nor start the HTTP workers (issue 22: its start-up)
+    probe = ("import sys, threading\nstarted = []\nstart = threading.Thread.start\n"
+             "threading.Thread.start = lambda self: (started.append(self.name), start(self))[1]\n"
+             "from gspx_cli.cli import main\nsys.argv = ['gspx', 'send', *sys.argv[1:]]\n"
+             "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "print(code, started, sorted(m for m in ('requests', 'html', 'tempfile') if m in sys.modules), "
+             "file=sys.stderr)\n")
+    env = {**os.environ, "GSPX_API_KEY": TEST_KEY}
+    env.pop("GSPX_CONFIG", None)
+    run = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60,
+                         cwd=str(tmp_path), env=env)
+    assert run.stderr.splitlines()[-1] == "0 ['gspx-reader'] []", run.stderr
+
     for path, n in ((tmp_path / "tree" / "2024-01-01" / "1704067199.events.json", 1000),
                     (tmp_path / "tree" / "2024-01-03" / "1704067400.events.json", 1001)):
         path.parent.mkdir(exist_ok=True)
