@@ -85,9 +85,9 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
             continue
         if path != "-" and os.path.isdir(path):
             mine = archives.output_names(outputs)
-            settled = _settled_files(inputs, stats)
-            walk = archives.walk(path, lambda folder: archives.listing(folder, mine, settled), os.path.join, window,
-                                 stats)
+            settled = inputs.unchanged if inputs is not None else None  # files an earlier run settled whole
+            walk = archives.walk(path, lambda folder: archives.listing(folder, mine, settled, stats), os.path.join,
+                                 window, stats)
             yield from _folder_batches(path, walk, max_line_bytes, skip_lines, stats, stopped, inputs)
             continue
         yield from _source_batches(path, max_line_bytes, skip_lines(path), stats, stdin, stopped)
@@ -100,20 +100,6 @@ def _prefix_lookup(skip_lines):
     if not skip_lines:
         return lambda path: 0
     return lambda path: skip_lines.get(source_key(path), 0)
-
-
-def _settled_files(inputs, stats):
-    """What a directory's listing leaves out: the files an earlier run read whole and settled, unchanged
-    since (inputs.unchanged), counted in stats; None without a checkpoint."""
-    if inputs is None:
-        return None
-
-    def settled(folder, names, folders):
-        done = inputs.unchanged(folder, names, folders)
-        stats.settled_files += len(done)
-        return done
-
-    return settled
 
 
 def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, inputs, in_store=False):
