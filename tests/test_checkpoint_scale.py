@@ -132,7 +132,7 @@ def test_a_folder_resumes_exactly_its_changed_half_read_and_new_files_after_one_
 
 
 def test_a_folders_query_never_reads_the_rows_below_its_subfolders(tmp_path):
-    root = tmp_path / "tree"
+    root = tmp_path / "données"  # SQLite's substr counts characters, as Python does
     files = [write_lines(root / name, 1) for name in ("a.json", "b/x.json", "b-c/y.json", "c.json", "d/e/z.json")]
     with CheckpointStore(str(tmp_path / "c.ckpt")) as store:
         store.commit({source_key(str(path)): read_whole_row(path, 1, 1) for path in files})
