@@ -1,6 +1,5 @@
 """Gainsight PX REST client: one requests.Session, one attempt per call, no retries (sender.py decides those)."""
 
-import html
 import re
 import threading
 from dataclasses import dataclass
@@ -124,6 +123,8 @@ def error_message(resp):
 def plain_excerpt(text, limit=ERROR_EXCERPT_CHARS):
     """Text with markup, scripts and entities gone and whitespace collapsed, cut to `limit` characters."""
     text = _TAG_OR_COMMENT.sub(" ", _SCRIPT_OR_STYLE.sub(" ", text))
+    import html  # html.entities is ~2 ms of start-up: only when an error page is shown
+
     text = " ".join(html.unescape(text).split())
     text = "".join(ch for ch in text if ch.isprintable())
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"

@@ -183,13 +183,16 @@ class HttpSink:
         self._current = {}  # worker name -> (record, plan) in flight
         self._abandoned = False  # set by abandon(): late outcomes are no longer reported
         self._report_lock = threading.Lock()  # abandon() and a worker's report never interleave
-        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"gspx-{i}")
-                         for i in range(d.concurrency)]
-        for t in self._threads:
-            t.start()
+        self._concurrency = d.concurrency
+        self._threads = []  # started with the first event to send: a resume with nothing new starts none
 
     def submit(self, record, plan):
         """Queue the plan behind its user's earlier events; it completes on the inbox."""
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._work, daemon=True, name=f"gspx-{i}")
+                             for i in range(self._concurrency)]
+            for t in self._threads:
+                t.start()
         self._queues.put(plan.user_id, (record, plan))
         return None
 

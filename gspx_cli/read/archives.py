@@ -94,11 +94,14 @@ def walk(root, listing, join, window=None, passed=None):
             stack.pop()
 
 
-def listing(folder, outputs=None):
+def listing(folder, outputs=None, settled=None, passed=None):
     """The sub-folders and archive files of one folder as (order_key, is_dir, None), sorted.
-    outputs: {real folder path: {file names}} of the run's own outputs, never read as input."""
+    outputs: {real folder path: {file names}} of the run's own outputs, never read as input.
+    settled(folder, file names, sub-folder names) -> the names of files an earlier run read whole and
+    that have not changed since (a checkpoint's): left out, before any sort key is made for them, and
+    counted in passed (ReadStats: settled_files)."""
     # Only names are kept, not os.DirEntry objects: a date folder may hold tens of thousands of files.
-    entries = []
+    files, folders = [], []
     mine = outputs.get(os.path.realpath(folder), ()) if outputs else ()
     with os.scandir(folder) as it:
         for entry in it:
@@ -110,11 +113,19 @@ def listing(folder, outputs=None):
                 # A symlinked folder is not followed (a link to an ancestor would loop for ever).
                 if ((name.endswith(ARCHIVE_SUFFIXES) or name.lower().endswith(ARCHIVE_SUFFIXES))
                         and entry.is_file()):
-                    entries.append((order_key(name), False, None))
+                    files.append(name)
                 elif entry.is_dir(follow_symlinks=False):
-                    entries.append((order_key(name), True, None))
+                    folders.append(name)
             except OSError:
                 continue  # it vanished while being listed: nothing to read there
+    if settled is not None and files:
+        done = settled(folder, files, folders)
+        if done:
+            files = [name for name in files if name not in done]
+            if passed is not None:
+                passed.settled_files += len(done)
+    entries = [(order_key(name), False, None) for name in files]
+    entries += [(order_key(name), True, None) for name in folders]
     entries.sort()
     return entries
 

@@ -27,7 +27,8 @@ _READ_ERRORS = (OSError, EOFError, zlib.error)
 class ReadStats:
     """Progress counters that iter_records keeps up to date while it reads."""
 
-    __slots__ = ("bytes_read", "bytes_total", "lines", "current", "pruned_folders", "pruned_objects")
+    __slots__ = ("bytes_read", "bytes_total", "lines", "current", "pruned_folders", "pruned_objects",
+                 "settled_files")
 
     def __init__(self):
         self.bytes_read = 0  # bytes taken from the underlying files (compressed bytes for gzip)
@@ -36,6 +37,7 @@ class ReadStats:
         self.current = None  # the source being read, as typed
         self.pruned_folders = 0  # folders of a directory or prefix passed over by date (--since, --lateness)
         self.pruned_objects = 0  # files and objects passed over by date
+        self.settled_files = 0  # files of a directory passed over unopened: settled whole by an earlier run, unchanged
 
 
 def source_key(path):
@@ -65,7 +67,7 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
     inputs: the checkpoint's watch over the files found in directories and object stores (verify()
     raises ReplacedInputError for one that is not what it recorded; observe() takes an object's identity,
     ended() its number of lines once read to its end; settled_whole() says an object need not be fetched,
-    or a file opened).
+    unchanged() which files of a folder need not be opened).
     outputs: the run's own output files (--failed-output, --checkpoint), never read from a directory.
     window: a dating.Window; what a directory or prefix holds that it does not need is passed over unread.
     """
@@ -83,7 +85,9 @@ def iter_line_batches(paths, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, skip_line
             continue
         if path != "-" and os.path.isdir(path):
             mine = archives.output_names(outputs)
-            walk = archives.walk(path, lambda folder: archives.listing(folder, mine), os.path.join, window, stats)
+            settled = inputs.unchanged if inputs is not None else None  # files an earlier run settled whole
+            walk = archives.walk(path, lambda folder: archives.listing(folder, mine, settled, stats), os.path.join,
+                                 window, stats)
             yield from _folder_batches(path, walk, max_line_bytes, skip_lines, stats, stopped, inputs)
             continue
         yield from _source_batches(path, max_line_bytes, skip_lines(path), stats, stdin, stopped)
@@ -107,7 +111,7 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
     # the coordinator's per-batch work (and its waits on this thread) a tenth of a directory's time.
     found = handed = False
     pending = []
-    passed_before = stats.pruned_folders + stats.pruned_objects
+    passed_before = stats.pruned_folders + stats.pruned_objects + stats.settled_files
     if in_store:  # objects fetched ahead; those an earlier run read to their end and settled are skipped
         walk = remote.prefetched(walk, inputs.settled_whole if inputs is not None else None)
     else:
@@ -121,8 +125,6 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
             continue
         if in_store and opener is None:
             continue  # read to its end and settled by an earlier run, and not changed since: not fetched
-        if not in_store and inputs is not None and inputs.settled_whole(path):
-            continue  # the same: its stat is what it was when an earlier run read it whole
         skip = skip_lines(path)
         admit = None
         if in_store:
@@ -149,9 +151,9 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
             raise
     if pending:
         yield pending
-    # nothing in it, not even what the time window passed over: most likely the wrong folder, said as a
-    # missing file is rather than a silent success
-    if not found and stats.pruned_folders + stats.pruned_objects == passed_before:
+    # nothing in it, not even what the time window or the checkpoint passed over: most likely the wrong
+    # folder, said as a missing file is rather than a silent success
+    if not found and stats.pruned_folders + stats.pruned_objects + stats.settled_files == passed_before:
         yield [Record(folder, 0, b"", None, EMPTY_FOLDER_PROBLEM)]
 
 

@@ -52,7 +52,7 @@ class Checkpoint:
 
     def watch(self):
         """What the reader asks when the walk reaches an input (watch.InputWatch: skip_lines, verify,
-        settled_whole, observe, ended), on a read-only connection of its own."""
+        settled_whole, unchanged, observe, ended), on a read-only connection of its own."""
         from gspx_cli.state.watch import InputWatch
 
         if self._watch is None:

@@ -22,6 +22,12 @@ WINDOW = 512
 # over 100,000 settled files reads each row once: every column is ~0.1 µs of it (the hashes ~0.5).
 _WINDOW_COLUMNS = (f"key, settled_lines, lines IS NOT NULL AND settled_lines >= lines AND NOT ({BEYOND}), "
                    "size, version, mtime_ns, inode")
+# The rows of InputReader.whole_files: the files of one folder that an earlier run read to their
+# end, settled whole and kept the stat of, as (name, size, mtime_ns, inode) to compare with a stat as is,
+# held at once of them: a folder of a million files is compared a chunk at a time
+WHOLE_CHUNK = 4096
+_WHOLE_FILES = ("SELECT substr(key, ?), size, mtime_ns, inode FROM inputs WHERE key >= ? AND key < ? "
+                f"AND mtime_ns IS NOT NULL AND lines IS NOT NULL AND settled_lines >= lines AND NOT ({BEYOND})")
 _KINDS = ("user", "account")  # MAPPING.md: the objects PX has, and gspx remembers
 
 
@@ -271,6 +277,33 @@ class InputReader:
         self._window = {row[0]: row for row in rows}
         self._low, self._high = key, (rows[-1][0] if len(rows) == WINDOW else end)
         return self._window.get(key)
+
+    def whole_files(self, prefix, subfolders=()):
+        """Lists of at most WHOLE_CHUNK (name, size, mtime_ns, inode): each input directly in the folder
+        whose keys start with prefix (ending in a separator) that an earlier run read to its end, settled
+        whole and kept the stat of. One query per run of keys between the subfolders' (one for a folder
+        of files): the rows below a subfolder are never read."""
+        sep = prefix[-1]
+        after = chr(ord(sep) + 1)  # past every key that starts with "<name><sep>"
+        start = prefix
+        for low in sorted(prefix + name + sep for name in subfolders):
+            if start < low:
+                yield from self._whole_between(prefix, start, low)
+            start = max(start, low[:-1] + after)
+        yield from self._whole_between(prefix, start, prefix[:-1] + after)
+
+    def _whole_between(self, prefix, low, high):
+        try:
+            cursor = self._con.execute(_WHOLE_FILES, (len(prefix) + 1, low, high))
+            rows = cursor.fetchmany(WHOLE_CHUNK)
+        except sqlite3.Error as exc:
+            raise read_error(self.path, exc) from None
+        while rows:
+            yield rows
+            try:
+                rows = cursor.fetchmany(WHOLE_CHUNK)
+            except sqlite3.Error as exc:
+                raise read_error(self.path, exc) from None
 
     def close(self):
         con, self._con = self._con, None
