@@ -256,11 +256,12 @@ def test_a_resume_over_files_all_settled_sends_nothing_and_then_only_what_was_ad
     assert numbers(px) == Counter(range(150))
 
     # nor does it load what only sending needs, nor start the HTTP workers (issue 22: its start-up)
-    probe = ("import sys, threading\nstarted = []\nstart = threading.Thread.start\n"
+    # modules the interpreter's site start-up already loaded (a .pth may import tempfile) are not gspx's
+    probe = ("import sys, threading\nbefore = set(sys.modules)\nstarted = []\nstart = threading.Thread.start\n"
              "threading.Thread.start = lambda self: (started.append(self.name), start(self))[1]\n"
              "from gspx_cli.cli import main\nsys.argv = ['gspx', 'send', *sys.argv[1:]]\n"
              "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
-             "print(code, started, sorted(m for m in ('requests', 'html', 'tempfile') if m in sys.modules), "
+             "print(code, started, sorted(m for m in ('requests', 'html', 'tempfile') if m in set(sys.modules) - before), "
              "file=sys.stderr)\n")
     env = {**os.environ, "GSPX_API_KEY": TEST_KEY}
     env.pop("GSPX_CONFIG", None)
