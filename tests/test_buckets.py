@@ -227,6 +227,7 @@ def test_a_rerun_fetches_no_object_that_was_read_to_its_end_and_settled(px_serve
     assert run.exit_code == 0, run.stderr
     assert opened == [f"s3://{bucket}/logs/2024-01-03/3.json.gz"]  # the settled ones are not downloaded again
     assert numbers(px) == Counter([1, 2, 3, 4])
+    assert re.search(r"^already done +2 files settled by an earlier run with this checkpoint", run.stderr, re.M)
 
 
 # ---- errors: one line, exit 2, nothing sent -----------------------------------------------------------

@@ -253,6 +253,7 @@ def test_a_resume_over_files_all_settled_sends_nothing_and_then_only_what_was_ad
     report = json.loads((tmp_path / "report.json").read_text())
     # every file passed over unopened: that is not an empty folder, and --no-dedupe sent nothing again
     assert (report["read"], report["skipped"], report["warnings"]) == (0, 0, 0)
+    assert report["settled_inputs"] == 150  # said, so that "0 read" is not a mystery
     assert numbers(px) == Counter(range(150))
 
     # nor does it load what only sending needs, nor start the HTTP workers (issue 22: its start-up)

@@ -27,7 +27,7 @@ REPORT_KEYS = {"version", "gspx_version", "dry_run", "exit_code", "stopped", "re
                "requests_saved", "duplicates_skipped", "upsert", "upsert_advice", "estimate", "daily_budget",
                "writes_left_out",
                # issue 22: archives passed over by date
-               "pruned_folders", "pruned_objects"}
+               "pruned_folders", "pruned_objects", "settled_inputs"}
 COUNT_KEYS = {"read", "delivered", "skipped", "failed", "invalid", "not_sent"}
 
 

@@ -37,7 +37,7 @@ class ReadStats:
         self.current = None  # the source being read, as typed
         self.pruned_folders = 0  # folders of a directory or prefix passed over by date (--since, --lateness)
         self.pruned_objects = 0  # files and objects passed over by date
-        self.settled_files = 0  # files of a directory passed over unopened: settled whole by an earlier run, unchanged
+        self.settled_files = 0  # files and objects passed over unread: settled whole by an earlier run, unchanged
 
 
 def source_key(path):
@@ -123,8 +123,9 @@ def _folder_batches(folder, walk, max_line_bytes, skip_lines, stats, stopped, in
         if problem is not None:
             pending.append(Record(path, 0, b"", None, f"cannot open: {problem}"))
             continue
-        if in_store and opener is None:
-            continue  # read to its end and settled by an earlier run, and not changed since: not fetched
+        if in_store and opener is None:  # read to its end and settled by an earlier run, and not changed since
+            stats.settled_files += 1
+            continue
         skip = skip_lines(path)
         admit = None
         if in_store:

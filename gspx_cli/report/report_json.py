@@ -58,6 +58,8 @@ def report_data(result, *, exit_code, failed_output=None, checkpoint=None, dry_r
         # CLI.md "Reading only what the time window needs": passed over by date, never listed or read
         "pruned_folders": getattr(result.read, "pruned_folders", 0),
         "pruned_objects": getattr(result.read, "pruned_objects", 0),
+        # files and objects a rerun passed over unread: settled whole by an earlier run, unchanged since
+        "settled_inputs": getattr(result.read, "settled_files", 0),
         **costs.report_keys(result, dry_run),
     }
 

@@ -108,6 +108,7 @@ def summary_facts(result, *, dry, elapsed, failed_output=None, checkpoint=None):
         _speed_facts(result, dry, elapsed),
         _skip_facts(result.stats),
         _pruning_facts(result.read),
+        _settled_facts(result.read),
         costs.summary_facts(result, dry),
         _failure_facts(result.stats),
         _warning_facts(result.stats),
@@ -156,6 +157,13 @@ def _pruning_facts(read):
     if folders or objects:
         yield "passed over", (f"{folders:,} {'folder' if folders == 1 else 'folders'} and {objects:,} "
                               f"{'file' if objects == 1 else 'files'} dated outside the time window (not read)")
+
+
+def _settled_facts(read):
+    settled = getattr(read, "settled_files", 0)
+    if settled:
+        yield "already done", (f"{settled:,} {'file' if settled == 1 else 'files'} settled by an earlier run "
+                               "with this checkpoint, unchanged since (not read again)")
 
 
 def _failure_facts(stats):
