@@ -15,6 +15,7 @@ from gspx_cli.mapping.plan import (RequireUser, Update, Upsert, create_path, exp
 from gspx_cli.mapping.estimate import counts_of
 
 _MAX_SHAPES = 256  # a handful occur; past this many the rest take the general way (bounds memory)
+_URLS = 4096  # object URLs remembered per kind; past this many they start again
 _UPDATE_BODY, _CREATE_BODY, _BODY = 1, 2, 3  # which body of its step a request carries or a write leaves
 
 
@@ -45,6 +46,7 @@ class Templates:
         self._estimate = estimate
         self._origin = origin  # per kind, id -> (FILE, LINE, known before): keyed as `known`, forgotten with it
         self._shapes = {}  # shape -> Template, or None: this shape takes the general way
+        self._urls = {"user": {}, "account": {}}  # per kind, id -> its URL (at most _URLS: bounds memory)
 
     def fill(self, plan, source, line_no, unchanged):
         """The plan's requests as the general way would list them, counted and learnt, and the (kind, id)
@@ -95,9 +97,14 @@ class Templates:
             step = steps[at]
             if path is not None:
                 url = base_url + path
-            else:
-                url = base_url + (object_path("user", step.user_id) if type(step) is RequireUser
-                                  else object_path(step.kind, step.id))
+            else:  # an object's URL, made once while it is met often
+                kind, object_id = ("user", step.user_id) if type(step) is RequireUser else (step.kind, step.id)
+                urls = self._urls[kind]
+                url = urls.get(object_id)
+                if url is None:
+                    if len(urls) >= _URLS:
+                        urls.clear()
+                    url = urls[object_id] = base_url + object_path(kind, object_id)
             if slot:
                 body = (step.update_body if slot == _UPDATE_BODY else step.create_body if slot == _CREATE_BODY
                         else step.body)
