@@ -113,3 +113,51 @@ def test_a_filtered_events_line_made_from_its_parts_is_the_general_ones():
     made = lines(lambda reporter, record, t: reporter.dry_run_filtered(record, t))
     general = lines(lambda reporter, record, t: reporter.dry_run(record, Skipped(t, FILTERED)))
     assert made == general and made.count(b"\n") == 36
+
+
+def test_a_write_that_repeats_the_last_one_is_listed_from_its_template_with_its_origin_named():
+    # an unchanged write's shape says whether its object was known before the write it repeats; once
+    # met, the next ones take its template, whose note names that write's event as the general way's does
+    same = {"type": "identify", "userId": "u1", "traits": {"title": "CTO"}}
+    other = {**same, "userId": "u2"}
+    join = {"type": "group", "userId": "u2", "groupId": "g1", "traits": {"name": "Acme"}}
+    events = [same, same, same, same, other, other, {**join, "userId": "u1"}, join, join, join]
+    settings = Settings(product_tag_key="AP-1", base_url=BASE, delivery=DeliverySettings(upsert="update-first"))
+    mapper, capture = Mapper(settings), _Capture()
+    sink = PrintSink(capture, BASE, "update-first")
+    filled = []
+    fill = sink._templates.fill
+    sink._templates.fill = lambda *args: filled.append(fill(*args)) or filled[-1]
+    for n, event in enumerate(events, 1):
+        sink.submit(Record("in", n, b"", event), mapper.map(event))
+    assert [requests is not None for requests in filled] == [False, False, False, True, True, True,
+                                                             False, False, False, True]
+    assert capture.lines[3][2] == [("user", "u1")] and "the write of in:3 to user u1 was not" in capture.lines[3][1]
+    assert capture.lines[9][2] == [("account", "g1"), ("user", "u2")]
+    assert "the write of in:9 to account g1" in capture.lines[9][1] and "in:9 to user u2" in capture.lines[9][1]
+    assert capture.lines == _dry_run(events, "update-first", False, False)[0]
+
+
+def test_the_estimate_adds_a_tallys_uses_once_its_figures_are_read():
+    estimate = Estimate()
+    tally = estimate.tally(((("PUT /users", 1),), (("PUT /users", 1), ("POST /users", 1))))
+    estimate.tally(((("POST /accounts", 1),), (("POST /accounts", 1),)))  # never used: no key of its own
+    tally.uses += 3
+    assert estimate.fewest == Counter({"PUT /users": 3})
+    assert estimate.most == Counter({"PUT /users": 3, "POST /users": 3})
+    tally.uses += 1
+    figures = estimate.figures(rate_limit=2)
+    assert figures["fewest"]["requests"] == 4 and figures["most"]["by_kind"] == {"POST /users": 4, "PUT /users": 4}
+
+
+def test_custom_events_are_counted_by_their_tally_as_the_estimate_counts_a_listing():
+    settings = Settings(product_tag_key="AP-1", base_url=BASE, delivery=DeliverySettings(upsert="update-first"))
+    mapper, sink = Mapper(settings), PrintSink(_Capture(), BASE, "update-first")
+    general = Estimate()
+    for n in range(5):
+        plan = mapper.map({"type": "track", "userId": f"u{n}", "event": "Clicked"})
+        sink.submit(Record("in", n + 1, b"", {}), plan)
+        general.add(list(plan.steps))
+    assert len(sink._custom) == 1
+    assert (sink.estimate.fewest, sink.estimate.most) == (general.fewest, general.most) == \
+        (Counter({"POST /events/custom": 5}), Counter({"POST /events/custom": 5}))

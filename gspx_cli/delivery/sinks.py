@@ -13,7 +13,7 @@ from gspx_cli.state.dedupe import DUPLICATE
 from gspx_cli.errors import AuthRejectedError, BudgetSpentError, Interrupted, OutageError, OutputError, PxError
 from gspx_cli.delivery.executor import Executor, Skip, new_known
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
-from gspx_cli.mapping.estimate import Estimate
+from gspx_cli.mapping.estimate import Estimate, counts_of
 from gspx_cli.mapping.plan import CREATE_ONLY, Call, KnownInMemory, expand, listing, surely_known
 from gspx_cli.mapping.templates import Templates
 
@@ -36,58 +36,68 @@ class PrintSink:
         self.known = KnownInMemory(new_known(local=True))
         # per kind, id -> (FILE, LINE of the event whose write made it known, known before it): a write it
         # makes unchanged is listed all the same, for when that one is not applied (CLI.md "Dry-run output");
-        # bounded like known
-        self._origin = new_known(local=True)
+        # keyed as known, and an id forgotten there is forgotten here (plain dicts: known keeps the order)
+        self._origin = {"user": {}, "account": {}}
         self.estimate = Estimate()  # what a live run of these events would cost (CLI.md "Cost estimate")
         # listings, counts and learning made once per plan shape (identify and group events)
-        self._templates = None if mode == CREATE_ONLY else Templates(self.known, mode, base_url)
+        self._templates = (None if mode == CREATE_ONLY else
+                           Templates(self.known, mode, base_url, self.estimate, self._origin))
+        self._custom = {}  # a custom event's (method, path) -> its Tally (the estimate's count of them)
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
         steps = plan.steps
-        filled = None
+        requests, unchanged, general = None, (), False
         if len(steps) == 1 and type(steps[0]) is Call:  # a custom event: its own listing, and it teaches nothing
-            calls, unchanged, known = steps, (), None
+            call = steps[0]
+            tally = self._custom.get((call.method, call.path))
+            if tally is not None:
+                tally.uses += 1
+                requests = [{"method": call.method, "url": self._base_url + call.path, "json": call.body}]
+            else:
+                self._count_custom(call)
+                requests = listing(steps, self._base_url)
         else:
-            known = self.known
             unchanged = []
-            if self._templates is not None:
-                filled = self._templates.fill(plan)
-            if filled is None:
-                calls = expand(plan, known, unchanged, self._mode, self._origin)
+            if self._templates is not None:  # counted and learnt as it is filled
+                requests = self._templates.fill(plan, record.source, record.line_no, unchanged)
+            if requests is None:  # the general way
+                general = True
+                calls = expand(plan, self.known, unchanged, self._mode, self._origin)
+                requests = listing(calls, self._base_url)
         if self.error is None:
             try:  # _write(), inlined: once per event
-                self._reporter.dry_run(record, plan, listing(calls, self._base_url) if filled is None else filled[0],
-                                       unchanged)
+                self._reporter.dry_run(record, plan, requests, unchanged)
             except BrokenPipeError:
                 raise
             except OSError as exc:
                 self.error = OutputError(None, "standard output", exc)
                 self._reporter.abandon_out()
-        if filled is None:
+        if general:
             self.estimate.add(calls)
-            if known is None:
-                return DELIVERED
-            learnt = surely_known(plan, known, self._mode)
-        else:
-            self.estimate.add_counts(filled[1])
-            learnt = filled[2]
-        if learnt:
-            origin, source, line_no = self._origin, record.source, record.line_no
-            for kind, object_id, last in learnt:
-                # LocalIds.add() inlined for both: the same bound, the most recent write the youngest
-                ids = known[kind]
-                before = ids.pop(object_id, None) is not None
-                ids[object_id] = last
-                if len(ids) > ids.limit:
-                    ids.popitem(last=False)
-                ids = origin[kind]
-                ids.pop(object_id, None)
-                ids[object_id] = (source, line_no, before)
-                if len(ids) > ids.limit:
-                    ids.popitem(last=False)
+            self._learn(surely_known(plan, self.known, self._mode), record)
         return DELIVERED
+
+    def _count_custom(self, call):
+        """Count a custom event the estimate's way; one that is a plain request (the usual one: POST
+        /events/custom) gets a Tally, so the next ones with its method and path are one addition each."""
+        self.estimate.add([call])
+        if call.body is not None and call.when is None and call.known is None and call.alt is None \
+                and call.unless is None and call.created is None and len(self._custom) < 64:
+            self._custom[(call.method, call.path)] = self.estimate.tally(counts_of([call]))
+
+    def _learn(self, learnt, record):
+        """What a plan taught (surely_known) into known, and which event taught it into origin."""
+        known, origin = self.known, self._origin
+        for kind, object_id, last in learnt:
+            # LocalIds.add() inlined: the same bound, the most recent write the youngest
+            ids = known[kind]
+            before = ids.pop(object_id, None) is not None
+            ids[object_id] = last
+            if len(ids) > ids.limit:
+                origin[kind].pop(ids.popitem(last=False)[0], None)
+            origin[kind][object_id] = (record.source, record.line_no, before)
 
     def record(self, record, result):
         """A skipped or invalid event has its line too."""

@@ -9,19 +9,55 @@ _DAY = 86_400.0
 _SHAPES = 1024  # listing shapes remembered (a handful occur); past it, a shape is walked each time
 
 
+class Tally:
+    """How many events had one listing shape, whose counts_of() is `counts`: counted into the estimate
+    when its figures are read, so that each event costs one addition (Estimate.tally)."""
+
+    __slots__ = ("counts", "uses")
+
+    def __init__(self, counts):
+        self.counts = counts
+        self.uses = 0
+
+
 class Estimate:
     """Requests by kind along each listing's cheapest path (every object in the state the upsert order
     expects) and its dearest one (none in that state; races aside)."""
 
     def __init__(self):
-        self.fewest = Counter()
-        self.most = Counter()
+        self._fewest = Counter()
+        self._most = Counter()
         self._kinds = {}  # (method, object kind or id-less path) -> request kind: a handful, made once
         self._shapes = {}  # a listing's shape -> (its fewest, its most) request kinds and counts
+        self._tallies = []  # Tally of each shape counted by its uses (a handful)
+
+    def tally(self, counts):
+        """A Tally of listings with these counts_of(): each `uses += 1` counts one event's listing."""
+        tally = Tally(counts)
+        self._tallies.append(tally)
+        return tally
+
+    @property
+    def fewest(self):
+        """Requests by kind along each listing's cheapest path (a Counter)."""
+        return self._totals(0, self._fewest)
+
+    @property
+    def most(self):
+        """Requests by kind along each listing's dearest path (a Counter)."""
+        return self._totals(1, self._most)
+
+    def _totals(self, which, counted):
+        totals = Counter(counted)
+        for tally in self._tallies:
+            if tally.uses:
+                for kind, n in tally.counts[which]:
+                    totals[kind] += n * tally.uses
+        return totals
 
     def add(self, calls):
         """Count one event's listing."""
-        kinds, fewest, most = self._kinds, self.fewest, self.most
+        kinds, fewest, most = self._kinds, self._fewest, self._most
         if len(calls) == 1:  # most events: one request either way (a custom event, an update alone)
             call = calls[0]
             # (one listed only for when an earlier write was not applied, or a create-only attach, walks
@@ -53,7 +89,7 @@ class Estimate:
 
     def add_counts(self, counts):
         """Count one event's listing by its counts_of()."""
-        fewest, most = self.fewest, self.most
+        fewest, most = self._fewest, self._most
         for kind, n in counts[0]:
             fewest[kind] += n
         for kind, n in counts[1]:
@@ -63,7 +99,7 @@ class Estimate:
         """The `estimate` of --report: requests fewest and most (total, by kind), and what they cost."""
         per_day = daily_budget or PX_DAILY_QUOTA
         out = {}
-        for name, counts in (("fewest", self.fewest), ("most", self.most)):
+        for name, counts in (("fewest", self.fewest), ("most", self.most)):  # each summed once here
             total = sum(counts.values())
             out[name] = {"requests": total, "by_kind": dict(sorted(counts.items())),
                          "seconds": round(total / rate_limit, 1), "days": round(total / per_day, 3)}

@@ -15,50 +15,75 @@ from gspx_cli.mapping.plan import (RequireUser, Update, Upsert, create_path, exp
 from gspx_cli.mapping.estimate import counts_of
 
 _MAX_SHAPES = 256  # a handful occur; past this many the rest take the general way (bounds memory)
+_URLS = 4096  # object URLs remembered per kind; past this many they start again
 _UPDATE_BODY, _CREATE_BODY, _BODY = 1, 2, 3  # which body of its step a request carries or a write leaves
 
 
 @dataclass(slots=True)
 class Template:
     """One shape's listing: per request (method, step index, its create path or None for the object's own,
-    body slot or 0, when); the estimate's counts; per object learnt (step index, digest slot or 0 for "")."""
+    body slot or 0, when); the estimate's Tally of its counts; per object learnt (step index, digest slot
+    or 0 for "")."""
 
     requests: tuple
-    counts: tuple
+    tally: object
     learns: tuple
 
 
-class Templates:
-    """Listings of plans by shape, for one dry run's `known` and upsert mode."""
+# a shape is a number: per step, 6 bits saying what the listing of that step depends on
+_UPSERT, _UPDATE, _REQUIRE = 1, 33, 41  # + the step's flags: Upsert 0-31, Update 0-7, RequireUser 0-1
+_STEP_BITS = 6
 
-    def __init__(self, known, mode, base_url):
+
+class Templates:
+    """Listings of plans by shape, for one dry run's `known` and upsert mode; filling one also counts it
+    in the estimate and teaches `known` (and `origin`: which event's write made each object known)."""
+
+    def __init__(self, known, mode, base_url, estimate, origin):
         self._known = known
         self._mode = mode
         self._base_url = base_url
+        self._estimate = estimate
+        self._origin = origin  # per kind, id -> (FILE, LINE, known before): keyed as `known`, forgotten with it
         self._shapes = {}  # shape -> Template, or None: this shape takes the general way
+        self._urls = {"user": {}, "account": {}}  # per kind, id -> its URL (at most _URLS: bounds memory)
 
-    def fill(self, plan):
-        """(requests, learnt) of the plan as the general way would make them, or None: take the general way."""
+    def fill(self, plan, source, line_no, unchanged):
+        """The plan's requests as the general way would list them, counted and learnt, and the (kind, id)
+        of its unchanged writes appended to `unchanged`; or None: take the general way (which then counts
+        and learns)."""
         known = self._known
         digest = known.digest
-        shape = []
-        for step in plan.steps:
+        steps = plan.steps
+        shape = at = 0
+        origins = None  # step index -> origin of an unchanged write's object
+        for step in steps:
             kind = type(step)
-            if kind is Upsert:
+            if kind is Upsert or kind is Update:
                 last = known[step.kind].get(step.id)
-                if last and last == digest(step.update_body):
-                    return None  # unchanged: listed with its origin
-                shape.append((step.kind, last is None, step.create_body is None, step.create_first))
-            elif kind is Update:
-                last = known[step.kind].get(step.id)
-                if last and last == digest(step.body):
-                    return None
-                shape.append((step.kind, last is None))
+                if last and last == digest(step.update_body if kind is Upsert else step.body):
+                    # unchanged: listed for when the write of the event that made it known was not
+                    # applied, and expanded as things stood before that write
+                    got = self._origin[step.kind].get(step.id)
+                    if got is None:
+                        return None
+                    if origins is None:
+                        origins = {}
+                    origins[at] = got
+                    flags = 16 + (not got[2])
+                else:
+                    flags = last is None
+                if kind is Upsert:
+                    flags += (_UPSERT + 2 * (step.create_body is None) + 4 * bool(step.create_first)
+                              + 8 * (step.kind == "account"))
+                else:
+                    flags = _UPDATE + (flags & 1) + 2 * (step.kind == "account") + (4 if flags & 16 else 0)
+                shape = shape << _STEP_BITS | flags
             elif kind is RequireUser:
-                shape.append(known["user"].get(step.user_id) is None)
+                shape = shape << _STEP_BITS | (_REQUIRE + (known["user"].get(step.user_id) is None))
             else:
                 return None
-        shape = tuple(shape)
+            at += 1
         template = self._shapes.get(shape, False)
         if template is False:
             if len(self._shapes) < _MAX_SHAPES:
@@ -66,41 +91,57 @@ class Templates:
             return None  # this once, the general way
         if template is None:
             return None
-        steps, base_url = plan.steps, self._base_url
+        base_url = self._base_url
         requests = []
-        for method, at, path, slot, when in template.requests:
+        for method, at, path, slot, when, noted in template.requests:
             step = steps[at]
             if path is not None:
                 url = base_url + path
-            else:
-                url = base_url + (object_path("user", step.user_id) if type(step) is RequireUser
-                                  else object_path(step.kind, step.id))
+            else:  # an object's URL, made once while it is met often
+                kind, object_id = ("user", step.user_id) if type(step) is RequireUser else (step.kind, step.id)
+                urls = self._urls[kind]
+                url = urls.get(object_id)
+                if url is None:
+                    if len(urls) >= _URLS:
+                        urls.clear()
+                    url = urls[object_id] = base_url + object_path(kind, object_id)
             if slot:
                 body = (step.update_body if slot == _UPDATE_BODY else step.create_body if slot == _CREATE_BODY
                         else step.body)
                 item = {"method": method, "url": url, "json": body}
             else:
                 item = {"method": method, "url": url}
-            if when is not None:
+            if noted:  # expand()'s note, as it writes it
+                got = origins[at]
+                note = f"the write of {got[0]}:{got[1]} to {step.kind} {step.id} was not applied"
+                item["when"] = note if when is None else f"{note}; {when}"
+                unchanged.append((step.kind, step.id))
+            elif when is not None:
                 item["when"] = when
             requests.append(item)
-        learnt = []
+        template.tally.uses += 1
+        origin = self._origin
         for at, slot in template.learns:
             step = steps[at]
-            if not slot:
-                learnt.append((step.kind, step.id, ""))
-            else:
-                learnt.append((step.kind, step.id, digest(step.update_body if slot == _UPDATE_BODY else step.body)))
-        return requests, template.counts, learnt
+            kind, object_id = step.kind, step.id
+            ids = known[kind]
+            # LocalIds.add() inlined: the most recent write the youngest; origin forgets with it
+            before = ids.pop(object_id, None) is not None
+            ids[object_id] = digest(step.update_body if slot == _UPDATE_BODY else step.body) if slot else ""
+            if len(ids) > ids.limit:
+                origin[kind].pop(ids.popitem(last=False)[0], None)
+            origin[kind][object_id] = (source, line_no, before)
+        return requests
 
     def _template(self, plan):
         """The plan's Template, read off the general way's Calls; None when some text depends on an id."""
-        known, mode = self._known, self._mode
+        known, mode, origin = self._known, self._mode, self._origin
         requests, calls, account = [], [], None
         ids = {step.user_id if type(step) is RequireUser else step.id for step in plan.steps}
         for at, step in enumerate(plan.steps):
             first = len(calls)
-            expand_step(step, known, calls, mode, [], None, account=account)
+            unchanged = []
+            expand_step(step, known, calls, mode, unchanged, origin, account=account)
             if type(step) is RequireUser:
                 path, bodies = object_path("user", step.user_id), ()
             else:
@@ -121,9 +162,22 @@ class Templates:
                     slot = next((s for body, s in bodies if body is call.body), None)
                     if slot is None:
                         return None
-                if call.unless is not None or call.when is not None and any(i in call.when for i in ids):
+                when, noted = call.when, False
+                if call.unless is not None:  # the note of an unchanged write: fill() writes it
+                    got = origin[step.kind].get(step.id) if unchanged and call is calls[first] else None
+                    if got is None or call.unless != len(calls):
+                        return None
+                    note = f"the write of {got[0]}:{got[1]} to {step.kind} {step.id} was not applied"
+                    if when == note:
+                        when = None
+                    elif when.startswith(note + "; "):
+                        when = when[len(note) + 2:]
+                    else:
+                        return None
+                    noted = True
+                if when is not None and any(i in when for i in ids):
                     return None
-                requests.append((call.method, at, create, slot, call.when))
+                requests.append((call.method, at, create, slot, when, noted))
         learns = []
         for kind, object_id, last in surely_known(plan, known, mode):
             at, step = next(((at, step) for at, step in enumerate(plan.steps) if type(step) is not RequireUser
@@ -134,5 +188,5 @@ class Templates:
             if slot and known.digest(step.update_body if slot == _UPDATE_BODY else step.body) != last:
                 return None
             learns.append((at, slot))
-        return Template(tuple(requests), counts_of(calls), tuple(learns))
+        return Template(tuple(requests), self._estimate.tally(counts_of(calls)), tuple(learns))
 
