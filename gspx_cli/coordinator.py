@@ -89,7 +89,7 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
 
 def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock,
          event_filter, window):
-    from gspx_cli.delivery.sender import RequestStats
+    from gspx_cli.delivery.counts import RequestStats
 
     stop = stop or StopFlag()
     req_stats = RequestStats()

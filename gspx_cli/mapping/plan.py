@@ -5,7 +5,6 @@ Delivery executes a Plan; dry-run describes the same Plan, so the two cannot dri
 
 import re
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from gspx_cli.jsonio import digest, fingerprint
 
@@ -27,6 +26,8 @@ def object_path(kind, object_id):
     """The path of one PX object, its id percent-encoded as one segment."""
     if _UNRESERVED.fullmatch(object_id):  # most ids; quote() costs ~1 us per call
         return _PATHS[kind][1] + object_id
+    from urllib.parse import quote  # ~2 ms of start-up (ipaddress): only for such an id
+
     return _PATHS[kind][1] + quote(object_id, safe="")
 
 
