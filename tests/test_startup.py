@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOT_FOR_A_DRY_RUN = (
     "requests", "urllib3", "certifi", "sqlite3", "rich", "tempfile", "random", "logging", "pathlib",
     "urllib.parse", "fnmatch", "calendar", "ipaddress", "fsspec", "gspx_cli.sandbox", "gspx_cli.delivery.sender",
-    "gspx_cli.delivery.gate", "gspx_cli.delivery.px", "gspx_cli.state.store", "gspx_cli.state.watch",
+    "gspx_cli.delivery.gate", "gspx_cli.delivery.px", "gspx_cli.state.checkpoint", "gspx_cli.state.bookkeeping",
+    "gspx_cli.state.store", "gspx_cli.state.watch",
 )
 
 PROBE = """\

@@ -6,7 +6,6 @@ import time
 from collections import Counter
 
 from gspx_cli import jsonio
-from gspx_cli.state.checkpoint import Checkpoint
 from gspx_cli.errors import OutputError
 
 DELIVERED, SKIPPED, INVALID, FAILED, INTERRUPTED = "delivered", "skipped", "invalid", "failed", "interrupted"
@@ -66,7 +65,11 @@ class Ledger:
         self.output_error = None  # an OutputError once a write failed; nothing more is written there
         self._frozen = False  # the failed output vanished: what it took since is no longer recorded anywhere
         self._closed = False
-        self.checkpoint = Checkpoint(checkpoint) if checkpoint else None
+        self.checkpoint = None
+        if checkpoint:  # the checkpoint's modules (bookkeeping, identities; sqlite3 at open) only with one
+            from gspx_cli.state.checkpoint import Checkpoint
+
+            self.checkpoint = Checkpoint(checkpoint)
 
     def read(self, record):
         """Count one record read and open its line in the checkpoint."""
