@@ -51,7 +51,8 @@ def run(cmd, src):
     """(wall seconds, CPU seconds) of one child; it must exit 0."""
     with open(os.devnull, "wb") as devnull, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=devnull, stderr=err, env=child_env(src))
+        # cwd: `python -m` puts the current folder first on sys.path, ahead of PYTHONPATH
+        proc = subprocess.Popen(cmd, stdout=devnull, stderr=err, env=child_env(src), cwd=src)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
         if os.waitstatus_to_exitcode(status) != 0:
