@@ -65,3 +65,13 @@ def test_an_event_filter_and_a_base_url_load_what_they_need(tmp_path):
                               "one.ndjson")
     assert code == 0
     assert {"fnmatch", "urllib.parse"} <= modules
+
+
+def test_the_startup_benchmark_prints_each_run_side_by_side():
+    # one round over a few files: the figures mean little, the script must run (before: when git has it)
+    script = ROOT / "benchmarks" / "startup.py"
+    run = subprocess.run([sys.executable, str(script), "--rounds", "1", "--files", "5"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split("|")[1].strip() for line in run.stdout.splitlines() if line.startswith("| ")][2:]
+    assert {"python -c pass", "dry run, now", "resume, now"} <= set(rows)
