@@ -11,10 +11,6 @@ from gspx_cli.jsonio import digest, fingerprint
 _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
 CUSTOM_EVENTS_PATH = "/events/custom"
 
-# Plans are values nobody mutates, but not frozen: a frozen class sets each field through
-# object.__setattr__, ~1 us per object, and every event builds two or three of them (issue 5).
-# _Value keeps them hashable as frozen ones were.
-
 
 # the characters quote() never encodes (RFC 3986 unreserved): such an id is its own segment
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -36,7 +32,8 @@ def create_path(kind):
 
 class _Value:
     """What @dataclass(slots=True, unsafe_hash=True) made of these classes, written out: @dataclass
-    generates and compiles its methods at every start of the program, ~0.4 ms a class (issue 22)."""
+    compiles its methods at every start, ~0.4 ms a class (issue 22). Values nobody mutates, but not
+    frozen: that sets each field through object.__setattr__, ~1 us, and an event builds two or three."""
 
     __slots__ = ()
 
