@@ -9,7 +9,7 @@ import click
 from gspx_cli import __version__, config, coordinator
 from gspx_cli.read import dating, remote
 from gspx_cli.report import reporter as report
-from gspx_cli.state.checkpoint import CheckpointLock, check_writable
+from gspx_cli.state.outputs import CheckpointLock, check_writable
 from gspx_cli.errors import STOP_EXIT_CODES, ConfigError, ExitCode, GspxError, OutputError
 from gspx_cli.mapping.filters import EventFilter
 from gspx_cli.state.ledger import Ledger

@@ -1,10 +1,7 @@
 """Settings from the YAML config, the environment and command-line flags (CLI.md "Config file")."""
 
-import json
 import os
 import stat
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import yaml
 
@@ -96,38 +93,91 @@ delivery:
 """
 
 
-@dataclass(frozen=True)
-class DeliverySettings:
+_REQUIRED = object()
+
+
+class _Frozen:
+    """What @dataclass(frozen=True) made of the settings, written out: @dataclass generates and compiles
+    its methods at every start (issue 22). FIELDS in order, each with its default (_REQUIRED: none; a
+    type: a new one per object); HIDDEN fields stay out of repr."""
+
+    FIELDS = ()
+    HIDDEN = ()
+
+    def __init__(self, *args, **given):
+        names = [name for name, _ in self.FIELDS]
+        given.update(zip(names, args))
+        unknown = set(given) - set(names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unexpected field(s) {', '.join(sorted(unknown))}")
+        for name, default in self.FIELDS:
+            if name in given:
+                value = given[name]
+            elif default is _REQUIRED:
+                raise TypeError(f"{type(self).__name__}: missing field {name}")
+            else:
+                value = default() if isinstance(default, type) else default
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    __delattr__ = __setattr__
+
+    def _fields(self):
+        return tuple(getattr(self, name) for name, _ in self.FIELDS)
+
+    def __eq__(self, other):
+        return self._fields() == other._fields() if other.__class__ is self.__class__ else NotImplemented
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __repr__(self):
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n, _ in self.FIELDS if n not in self.HIDDEN)
+        return f"{type(self).__qualname__}({shown})"
+
+
+def replace(settings, **changes):
+    """A copy with some fields changed, as dataclasses.replace made it."""
+    return type(settings)(**{**vars(settings), **changes})
+
+
+class DeliverySettings(_Frozen):
     """How requests are made: parallelism, pace, retries, timeout."""
 
-    concurrency: int = 8
-    rate_limit: float = 100.0  # requests per second, all requests counted
-    max_retries: int = 5
-    timeout: float = 10.0  # seconds per request
-    # seconds to hold events while PX is unavailable before the run stops (exit 4); 3 h, as long as
-    # RudderStack's own router retries a failing destination (Router.retryTimeWindow 180 min)
-    max_outage: float = 10800.0
-    upsert: str = "update-first"  # MAPPING.md "Upserts": right where the PX tag runs and objects exist
-    daily_budget: int | None = None  # requests per UTC day at most (exit 5); None: no budget
+    FIELDS = (
+        ("concurrency", 8),
+        ("rate_limit", 100.0),  # requests per second, all requests counted
+        ("max_retries", 5),
+        ("timeout", 10.0),  # seconds per request
+        # seconds to hold events while PX is unavailable before the run stops (exit 4); 3 h, as long as
+        # RudderStack's own router retries a failing destination (Router.retryTimeWindow 180 min)
+        ("max_outage", 10800.0),
+        ("upsert", "update-first"),  # MAPPING.md "Upserts": right where the PX tag runs and objects exist
+        ("daily_budget", None),  # requests per UTC day at most (exit 5); None: no budget
+    )
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(_Frozen):
     """Everything a run needs; the API key never shows in repr."""
 
-    product_tag_key: str
-    base_url: str  # resolved: base_url from the config, else the data center's URL; no trailing slash
-    api_key: str | None = field(default=None, repr=False)
-    data_center: str = "US"
-    user_attribute_map: dict = field(default_factory=dict)  # RudderStack trait -> PX custom attribute
-    account_attribute_map: dict = field(default_factory=dict)
-    global_context: dict = field(default_factory=dict)
-    limit_api_for_group: bool = False
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
-    source: str | None = None  # the config file path, for messages
-    warnings: tuple = ()  # found while loading (ignored map entries, readable key file)
-    base_url_from: str = "data_center"  # "data_center" or "base_url": which key gave base_url
-    api_key_from: str | None = None  # "GSPX_API_KEY", "config file" or None when no key
+    FIELDS = (
+        ("product_tag_key", _REQUIRED),
+        ("base_url", _REQUIRED),  # resolved: base_url from the config, else the data center's URL; no trailing slash
+        ("api_key", None),
+        ("data_center", "US"),
+        ("user_attribute_map", dict),  # RudderStack trait -> PX custom attribute
+        ("account_attribute_map", dict),
+        ("global_context", dict),
+        ("limit_api_for_group", False),
+        ("delivery", DeliverySettings),
+        ("source", None),  # the config file path, for messages
+        ("warnings", ()),  # found while loading (ignored map entries, readable key file)
+        ("base_url_from", "data_center"),  # "data_center" or "base_url": which key gave base_url
+        ("api_key_from", None),  # "GSPX_API_KEY", "config file" or None when no key
+    )
+    HIDDEN = ("api_key",)
 
 
 def load_settings(path=None, *, env=None, overrides=None, require_api_key=True):
@@ -214,6 +264,8 @@ def _describe_map(mapping, json_values=False):
     if not mapping:
         return "(empty)"
     if json_values:
+        import json  # only `gspx check` shows the map
+
         return ", ".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in mapping.items())
     return ", ".join(f"{k} -> {v}" for k, v in mapping.items())
 
@@ -221,7 +273,8 @@ def _describe_map(mapping, json_values=False):
 def _read_yaml(source):
     """Parse the config file with the safe loader; an empty file is an empty mapping."""
     try:
-        text = Path(source).read_text(encoding="utf-8")
+        with open(_as_pathlib_would(source), encoding="utf-8") as fh:
+            text = fh.read()
     except FileNotFoundError:
         raise ConfigError(
             "config file not found (create one with `gspx init`, pass -c PATH or set "
@@ -253,6 +306,13 @@ def _read_yaml(source):
             f"expected a mapping of settings at the top level, got {type_name(data)}", file=source
         )
     return data
+
+
+def _as_pathlib_would(source):
+    """The path Path(source) named, without importing pathlib (~3 ms of start-up): empty and "." parts
+    dropped, so `gspx.yaml/` reads the file and "" is the current folder, as before."""
+    parts = [part for part in source.split("/") if part not in ("", ".")]
+    return ("/" if source.startswith("/") else "") + "/".join(parts) or "."
 
 
 def _where(exc):

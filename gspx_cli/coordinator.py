@@ -8,7 +8,6 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass
 
 from gspx_cli.delivery.budget import DailyBudget, utc_day
 from gspx_cli.dispatch import Dispatcher, type_of
@@ -56,18 +55,20 @@ def install_signal_handlers(stop):
     return lambda: [signal.signal(sig, h) for sig, h in previous.items()]
 
 
-@dataclass
 class RunResult:
-    """What a run did: the counts, the requests, what was read, and why it stopped early (if it did)."""
+    """What a run did: the counts, the requests, what was read, and why it stopped early (if it did).
+    A plain class: @dataclass generates and compiles its methods at every start (issue 22)."""
 
-    stats: object
-    requests: object
-    read: ReadStats
-    stop_reason: str | None = None
-    stop_error: object = None
-    estimate: object = None  # estimate.Estimate of a dry run: what a live run would cost
-    delivery: object = None  # the run's config.DeliverySettings (rate limit, budget, upsert order)
-    budget: object = None  # budget.DailyBudget of a live run: the requests of the day
+    def __init__(self, stats, requests, read, stop_reason=None, stop_error=None, estimate=None, delivery=None,
+                 budget=None):
+        self.stats = stats  # ledger.RunStats
+        self.requests = requests  # counts.RequestStats
+        self.read = read  # reader.ReadStats
+        self.stop_reason = stop_reason
+        self.stop_error = stop_error
+        self.estimate = estimate  # estimate.Estimate of a dry run: what a live run would cost
+        self.delivery = delivery  # the run's config.DeliverySettings (rate limit, budget, upsert order)
+        self.budget = budget  # budget.DailyBudget of a live run: the requests of the day
 
 
 def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, stop=None, stdin=None,
@@ -89,7 +90,7 @@ def run(settings, paths, *, reporter, ledger, dry_run=False, max_line_bytes, sto
 
 def _run(settings, paths, *, reporter, ledger, dry_run, max_line_bytes, stop, stdin, session, dedupe, clock,
          event_filter, window):
-    from gspx_cli.delivery.sender import RequestStats
+    from gspx_cli.delivery.counts import RequestStats
 
     stop = stop or StopFlag()
     req_stats = RequestStats()

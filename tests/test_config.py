@@ -711,3 +711,12 @@ def test_starter_config_is_valid_for_dry_run_with_cli_md_values(tmp_path):
 def test_starter_config_needs_a_key_for_a_real_run(tmp_path):
     err = config_error(write(tmp_path, STARTER_CONFIG), require_api_key=True)
     assert err.key == "api_key"
+
+
+def test_a_config_path_is_read_as_pathlib_named_it(tmp_path, monkeypatch):
+    # config.py opens the file without pathlib (start-up); the paths it names are the same as before
+    path = write(tmp_path, MINIMAL)
+    assert load(f"{path}/").product_tag_key == "AP-TEST-2"  # a trailing slash: still the file
+    assert load(f"{tmp_path}//./gspx.yaml").product_tag_key == "AP-TEST-2"
+    monkeypatch.chdir(tmp_path)
+    assert "is a directory, expected a YAML config file" in str(config_error(""))  # Path("") is "."

@@ -4,14 +4,14 @@ import random
 import re
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timezone
 
 # requests and urllib3 (and px, built on them) are imported where a real send first needs them:
 # a dry run never does, and importing them is ~0.2 s of its start-up (issue 5).
 
 from gspx_cli.errors import AuthRejectedError, GspxError, Interrupted, PxError
+from gspx_cli.delivery.counts import RequestStats  # noqa: F401 (its old home: callers import it here)
 from gspx_cli.delivery.gate import ANSWERED, CLOSED, FAILED, LOST, OPEN, SUSPECT, Gate
 from gspx_cli.mapping.plan import object_path, request_kind
 
@@ -134,41 +134,6 @@ class RateLimiter:
             self._next = slot + self._interval
         if slot > now:
             self._sleep(slot - now)
-
-
-@dataclass
-class RequestStats:
-    """Requests made, by kind, and retries; updated from worker threads."""
-
-    by_kind: Counter = field(default_factory=Counter)  # "POST /users" -> n
-    by_status: Counter = field(default_factory=Counter)
-    by_event_type: Counter = field(default_factory=Counter)  # "track" -> requests made for track events
-    retries: int = 0
-    possible_duplicates: int = 0  # custom events re-sent after an attempt whose answer never came
-    saved_unchanged: int = 0  # writes not sent: the object's last write had the same body (MAPPING.md)
-    saved_known: int = 0  # lookups and creates not sent: the object was known to exist
-    upserts_found: int = 0  # upserts of objects not known beforehand that existed in PX
-    upserts_created: int = 0  # ... and that had to be created
-    left_out: Counter = field(default_factory=Counter)  # writes update-only/create-only did not make, by why
-    holds: int = 0  # times the gate closed (PX down, or a Retry-After); written by the gate
-    held_seconds: float = 0.0
-    hold: tuple | None = None  # ("holding" | "waiting", since as epoch seconds) while closed
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def total(self):
-        """All requests made, retries included."""
-        return sum(self.by_kind.values())
-
-    def count(self, kind, status, retry, event_type=None):
-        """Count one attempt."""
-        with self.lock:
-            self.by_kind[kind] += 1
-            if event_type:
-                self.by_event_type[event_type] += 1
-            self.by_status[status] += 1
-            if retry:
-                self.retries += 1
 
 
 class Sender:

@@ -4,16 +4,28 @@ Each conversion is named by a string ("timestamp", "number", "float", "string", 
 None means the value is sent as it is. convert.py names the functions; the builders bind them once per run.
 """
 
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
 class Field:
-    """One PX field: its name, the trait names read (first usable wins), its conversion."""
+    """One PX field: its name, the trait names read (first usable wins), its conversion. A value, written
+    out: @dataclass generates and compiles its methods at every start (issue 22)."""
 
-    px: str
-    traits: tuple
-    convert: str | None = None
+    __slots__ = ("px", "traits", "convert")
+
+    def __init__(self, px, traits, convert=None):
+        self.px = px
+        self.traits = traits
+        self.convert = convert
+
+    def __eq__(self, other):
+        if type(other) is not Field:
+            return NotImplemented
+        return (self.px, self.traits, self.convert) == (other.px, other.traits, other.convert)
+
+    def __hash__(self):
+        return hash((self.px, self.traits, self.convert))
+
+    def __repr__(self):
+        return f"Field(px={self.px!r}, traits={self.traits!r}, convert={self.convert!r})"
 
 
 def _fields(*rows):

@@ -3,7 +3,6 @@
 Events left out are skipped with the reason "filtered", counted and settled like any other skip.
 """
 
-from fnmatch import fnmatchcase
 
 from gspx_cli.mapping.fields import SENT_TYPES, SKIPPED_TYPES
 from gspx_cli.mapping.rules import to_epoch_ms
@@ -24,6 +23,10 @@ class EventFilter:
         self._until = until
         self._types = frozenset(t.lower() for t in types)
         self._events = tuple(events)
+        if self._events:  # fnmatch (and its regexes) only for --event: a run without it never loads them
+            from fnmatch import fnmatchcase
+
+            self._match = fnmatchcase
         # the filters but --type, or None when there are none (a --type filter decides on the type alone)
         self._others = self._passes_others if events or since is not None or until is not None else None
         if self._others is None:  # a --type filter reads no number
@@ -64,7 +67,7 @@ class EventFilter:
             name = event.get("event")
             if isinstance(name, int) and not isinstance(name, bool):
                 name = str(name)
-            if not isinstance(name, str) or not any(fnmatchcase(name, p) for p in self._events):
+            if not isinstance(name, str) or not any(self._match(name, p) for p in self._events):
                 return False
         if self._since is not None or self._until is not None:
             when = event_time(event)

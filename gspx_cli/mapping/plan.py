@@ -4,19 +4,12 @@ Delivery executes a Plan; dry-run describes the same Plan, so the two cannot dri
 """
 
 import re
-from dataclasses import dataclass
-from urllib.parse import quote
 
 from gspx_cli.jsonio import digest, fingerprint
 
 # MAPPING.md "Gainsight PX REST API": create path, then one object's path
 _PATHS = {"user": ("/users", "/users/"), "account": ("/accounts", "/accounts/")}
 CUSTOM_EVENTS_PATH = "/events/custom"
-
-# Plans are values nobody mutates, but not frozen=True: a frozen dataclass sets each field through
-# object.__setattr__, ~1 us per object, and every event builds two or three of them (issue 5).
-# unsafe_hash keeps them hashable as frozen ones were.
-_VALUE = {"slots": True, "unsafe_hash": True}
 
 
 # the characters quote() never encodes (RFC 3986 unreserved): such an id is its own segment
@@ -27,6 +20,8 @@ def object_path(kind, object_id):
     """The path of one PX object, its id percent-encoded as one segment."""
     if _UNRESERVED.fullmatch(object_id):  # most ids; quote() costs ~1 us per call
         return _PATHS[kind][1] + object_id
+    from urllib.parse import quote  # ~2 ms of start-up (ipaddress): only for such an id
+
     return _PATHS[kind][1] + quote(object_id, safe="")
 
 
@@ -35,73 +30,106 @@ def create_path(kind):
     return _PATHS[kind][0]
 
 
-@dataclass(**_VALUE)
-class Upsert:
+class _Value:
+    """What @dataclass(slots=True, unsafe_hash=True) made of these classes, written out: @dataclass
+    compiles its methods at every start, ~0.4 ms a class (issue 22). Values nobody mutates, but not
+    frozen: that sets each field through object.__setattr__, ~1 us, and an event builds two or three."""
+
+    __slots__ = ()
+
+    def _fields(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        return self._fields() == other._fields() if other.__class__ is self.__class__ else NotImplemented
+
+    def __hash__(self):
+        return hash(self._fields())
+
+    def __repr__(self):
+        return f"{type(self).__qualname__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
+
+
+class Upsert(_Value):
     """Create or update one PX user/account (MAPPING.md identify, group step 2, "Upserts").
 
     update-first: PUT update_body, and POST create_body when PX says the object is missing;
     create_first: POST create_body, and PUT update_body when PX refuses the create. An object known to
     exist gets the PUT alone, and no request at all when update_body is its last write's.
+    kind: "user" | "account"; create_body None: this event may not create the object (see create_error).
     """
 
-    kind: str  # "user" | "account"
-    id: str
-    update_body: dict
-    create_body: dict | None  # None: this event may not create the object (see create_error)
-    create_error: str | None = None
-    create_first: bool = False
+    __slots__ = ("kind", "id", "update_body", "create_body", "create_error", "create_first")
+
+    def __init__(self, kind, id, update_body, create_body, create_error=None, create_first=False):
+        self.kind = kind
+        self.id = id
+        self.update_body = update_body
+        self.create_body = create_body
+        self.create_error = create_error
+        self.create_first = create_first
 
 
-@dataclass(**_VALUE)
-class Update:
+class Update(_Value):
     """PUT one body to an object that must exist (group step 3, the attach); not repeated when unchanged."""
 
-    kind: str
-    id: str
-    body: dict
+    __slots__ = ("kind", "id", "body")
+
+    def __init__(self, kind, id, body):
+        self.kind = kind
+        self.id = id
+        self.body = body
 
 
-@dataclass(**_VALUE)
-class RequireUser:
+class RequireUser(_Value):
     """The user must already exist in PX (group step 1), else the event fails."""
 
-    user_id: str
+    __slots__ = ("user_id",)
+
+    def __init__(self, user_id):
+        self.user_id = user_id
 
 
-@dataclass(**_VALUE)
-class Plan:
-    """The requests one event needs, in order."""
+class Plan(_Value):
+    """The requests one event needs, in order (type: identify | group | track); message_id: the event's
+    messageId, for an event is never sent twice (MAPPING.md "Upserts")."""
 
-    type: str  # identify | group | track
-    user_id: str
-    steps: tuple
-    warnings: tuple = ()
-    message_id: str | None = None  # the event's messageId: an event is never sent twice (MAPPING.md "Upserts")
+    __slots__ = ("type", "user_id", "steps", "warnings", "message_id")
+
+    def __init__(self, type, user_id, steps, warnings=(), message_id=None):
+        self.type = type
+        self.user_id = user_id
+        self.steps = steps
+        self.warnings = warnings
+        self.message_id = message_id
 
 
-@dataclass(**_VALUE)
-class Skipped:
+class Skipped(_Value):
     """Deliberately not sent (page/screen/alias, or integrations turn PX off)."""
 
-    type: str | None
-    reason: str
-    warnings: tuple = ()
+    __slots__ = ("type", "reason", "warnings")
+
+    def __init__(self, type, reason, warnings=()):
+        self.type = type
+        self.reason = reason
+        self.warnings = warnings
 
 
-@dataclass(**_VALUE)
-class Invalid:
+class Invalid(_Value):
     """The event cannot be sent; message says why."""
 
-    message: str
-    type: str | None = None
-    warnings: tuple = ()
+    __slots__ = ("message", "type", "warnings")
+
+    def __init__(self, message, type=None, warnings=()):
+        self.message = message
+        self.type = type
+        self.warnings = warnings
 
 
 # ---- one description of what a plan may send: the live executor walks it, the dry run lists it ----
 
 
-@dataclass(slots=True)
-class Call:
+class Call(_Value):
     """One request a plan may make, and where each kind of answer leads.
 
     ok / missing / refused / duplicate: the index of the next Call (len(calls): the event is done; ok
@@ -110,21 +138,27 @@ class Call:
     event with PX's message.
     """
 
-    method: str
-    path: str
-    body: dict | None
-    when: str | None = None  # the case in which it is made (dry-run `when`); None: always
-    ok: int | None = None
-    missing: object = None
-    refused: int | None = None  # a create refused (any 400, or 409): MAPPING.md "Upserts"
-    known: tuple | None = None  # (kind, id) known to exist once this call succeeds
-    wrote: dict | None = None  # the update body this write leaves in PX (its digest is remembered)
-    alt: int | None = None  # where the object being in the other state than expected leads (estimates)
-    fresh: bool = False  # a call of an upsert whose object was not known: its answer tells found or created
-    duplicate: int | None = None  # create-only: a create refused because the object exists (found, done)
-    created: tuple | None = None  # create-only attach: made only if this run created one of these (kind, id)
-    unless: int | None = None  # dry run: listed only for when an earlier event's write was not applied;
-    # where a healthy run goes instead (that write applied, this one is unchanged)
+    __slots__ = ("method", "path", "body", "when", "ok", "missing", "refused", "known", "wrote", "alt", "fresh",
+                 "duplicate", "created", "unless")
+    __hash__ = None  # mutable (a dry run adds `when` and `unless`), as the dataclass was
+
+    def __init__(self, method, path, body, when=None, ok=None, missing=None, refused=None, known=None, wrote=None,
+                 alt=None, fresh=False, duplicate=None, created=None, unless=None):
+        self.method = method
+        self.path = path
+        self.body = body
+        self.when = when  # the case in which it is made (dry-run `when`); None: always
+        self.ok = ok
+        self.missing = missing
+        self.refused = refused  # a create refused (any 400, or 409): MAPPING.md "Upserts"
+        self.known = known  # (kind, id) known to exist once this call succeeds
+        self.wrote = wrote  # the update body this write leaves in PX (its digest is remembered)
+        self.alt = alt  # where the object being in the other state than expected leads (estimates)
+        self.fresh = fresh  # an upsert's call whose object was not known: its answer tells found or created
+        self.duplicate = duplicate  # create-only: a create refused because the object exists (found, done)
+        self.created = created  # create-only attach: made only if this run created one of these (kind, id)
+        # dry run: listed only for when an earlier event's write was not applied; where a healthy run goes
+        self.unless = unless  # instead (that write applied, this one is unchanged)
 
 
 # One unconditional write (post a custom event) is a plan step that is already its own Call: mapping

@@ -4,8 +4,6 @@ refused. Pure: bytes in, Records out; reader.py cuts inputs into lines and hands
 To read a new archive shape, add it to _parse_line / _archive_records (and file_refusal for a file that
 holds no events)."""
 
-from dataclasses import dataclass
-
 from gspx_cli import jsonio
 
 INCOMPLETE_PREFIX = "incomplete last line (no line end; is the file still being written?): "
@@ -30,20 +28,35 @@ def set_error_dumps(enabled):
     _error_dumps = bool(enabled)
 
 
-@dataclass(slots=True)
 class Record:
-    """One input event (or one bad line) and where it came from."""
+    """One input event (or one bad line) and where it came from. Written out, not a @dataclass, which
+    generates and compiles its methods at every start (issue 22); compared field by field as one was."""
 
-    source: str  # the input as the user typed it ("-" for stdin)
-    line_no: int  # 1-based
-    raw: bytes  # the line as read, without its line ending
-    event: dict | None  # the event object; None when the line is bad
-    problem: str | None = None  # why the line is bad
-    unwrapped: bool = False  # came out of a batch/envelope: failed output writes the event alone
-    index: int = 0  # its place among the events of its line (a batch line holds several)
-    count: int = 1  # how many events its line holds
-    incomplete: bool = False  # the input's unfinished last line: not settled in the checkpoint
-    refused: bool = False  # a whole file that holds no events to send: skipped with problem as the reason
+    __slots__ = ("source", "line_no", "raw", "event", "problem", "unwrapped", "index", "count", "incomplete",
+                 "refused")
+    __hash__ = None
+
+    def __init__(self, source, line_no, raw, event, problem=None, unwrapped=False, index=0, count=1,
+                 incomplete=False, refused=False):
+        self.source = source  # the input as the user typed it ("-" for stdin)
+        self.line_no = line_no  # 1-based
+        self.raw = raw  # the line as read, without its line ending
+        self.event = event  # the event object; None when the line is bad
+        self.problem = problem  # why the line is bad
+        self.unwrapped = unwrapped  # came out of a batch/envelope: failed output writes the event alone
+        self.index = index  # its place among the events of its line (a batch line holds several)
+        self.count = count  # how many events its line holds
+        self.incomplete = incomplete  # the input's unfinished last line: not settled in the checkpoint
+        self.refused = refused  # a whole file that holds no events to send: skipped with problem as the reason
+
+    def _fields(self):
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        return self._fields() == other._fields() if other.__class__ is self.__class__ else NotImplemented
+
+    def __repr__(self):
+        return f"Record({', '.join(f'{n}={getattr(self, n)!r}' for n in self.__slots__)})"
 
     @property
     def where(self):

@@ -6,7 +6,7 @@ import time
 
 from gspx_cli import __version__, jsonio
 from gspx_cli.report import costs
-from gspx_cli.state.checkpoint import atomic_write
+from gspx_cli.state.outputs import atomic_write
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, INVALID, OUTCOMES, SKIPPED
 
 REPORT_REASONS = 20  # failure reasons listed; the summary shows the top few

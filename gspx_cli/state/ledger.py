@@ -4,10 +4,8 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 from gspx_cli import jsonio
-from gspx_cli.state.checkpoint import Checkpoint
 from gspx_cli.errors import OutputError
 
 DELIVERED, SKIPPED, INVALID, FAILED, INTERRUPTED = "delivered", "skipped", "invalid", "failed", "interrupted"
@@ -15,28 +13,37 @@ OUTCOMES = (DELIVERED, SKIPPED, INVALID, FAILED, INTERRUPTED)
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")  # ids inside messages, so reasons group
 
 
-@dataclass
+# Plain classes, not @dataclass: it generates and compiles its methods at every start (issue 22).
 class Reason:
     """One failure reason: how often, and the first place it happened."""
 
-    count: int = 0
-    example: str = ""
+    def __init__(self, count=0, example=""):
+        self.count = count
+        self.example = example
+
+    def __eq__(self, other):
+        return (self.count, self.example) == (other.count, other.example) if type(other) is Reason else NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Reason(count={self.count!r}, example={self.example!r})"
 
 
-@dataclass
 class RunStats:
     """Counts of a run; every record read ends in exactly one outcome."""
 
-    read: int = 0
-    outcomes: Counter = field(default_factory=Counter)  # outcome -> n
-    by_type: dict = field(default_factory=dict)  # type -> Counter(outcome -> n)
-    reasons: dict = field(default_factory=dict)  # normalised message -> Reason
-    skip_reasons: Counter = field(default_factory=Counter)
-    warnings: int = 0
-    failed_output_lines: int = 0
-    unsent_saved: int = 0  # events read but not sent that the failed output took
-    not_copied: list = field(default_factory=list)  # FILE:LINE of failed lines too long to copy to the failed output
-    started: float = field(default_factory=time.monotonic)
+    def __init__(self):
+        self.read = 0
+        self.outcomes = Counter()  # outcome -> n
+        self.by_type = {}  # type -> Counter(outcome -> n)
+        self.reasons = {}  # normalised message -> Reason
+        self.skip_reasons = Counter()
+        self.warnings = 0
+        self.failed_output_lines = 0
+        self.unsent_saved = 0  # events read but not sent that the failed output took
+        self.not_copied = []  # FILE:LINE of failed lines too long to copy to the failed output
+        self.started = time.monotonic()
 
     @property
     def failed(self):
@@ -58,7 +65,11 @@ class Ledger:
         self.output_error = None  # an OutputError once a write failed; nothing more is written there
         self._frozen = False  # the failed output vanished: what it took since is no longer recorded anywhere
         self._closed = False
-        self.checkpoint = Checkpoint(checkpoint) if checkpoint else None
+        self.checkpoint = None
+        if checkpoint:  # the checkpoint's modules (bookkeeping, identities; sqlite3 at open) only with one
+            from gspx_cli.state.checkpoint import Checkpoint
+
+            self.checkpoint = Checkpoint(checkpoint)
 
     def read(self, record):
         """Count one record read and open its line in the checkpoint."""
