@@ -32,6 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import bench  # noqa: E402  (write_config: the benchmark's config)
 import checkpoint_scale  # noqa: E402  (make_tree, sandbox)
+from quota import before_tree, drop_tree  # noqa: E402  (a git worktree of an earlier commit)
 
 BEFORE = "c4df57c"  # the commit before the start-up work (issue 22, figures 2 and 4)
 ONE_EVENT = ('{"type":"identify","userId":"u1","messageId":"m1","timestamp":"2024-01-01T00:00:00Z",'
@@ -61,16 +62,6 @@ def run(cmd, src):
     return wall, usage.ru_utime + usage.ru_stime
 
 
-def before_tree(tmp):
-    dest = tmp / "before"
-    try:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(dest), BEFORE],
-                       check=True, capture_output=True)
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        return None
-    return dest
-
-
 def measure(commands, rounds):
     """{name: (median wall, median CPU)} and {name: median of wall / `python -c pass` within a round}."""
     for cmd, src in commands.values():  # warm-up: bytecode written, page cache filled
@@ -94,7 +85,7 @@ def main(argv=None):
     parser.add_argument("--files", type=int, default=1_000, help="settled files of the resume [1000]")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="gspx-startup-"))
-    before = before_tree(tmp)
+    before = before_tree(tmp, BEFORE)
     server = None
     try:
         cfg, one = tmp / "gspx.yaml", tmp / "one.ndjson"
@@ -119,7 +110,7 @@ def main(argv=None):
             server.kill()
             server.wait()
         if before is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(before)], capture_output=True)
+            drop_tree(before)
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"start-up, median of {args.rounds} rounds (before: {BEFORE if before else 'history not there'}); "
           f"the resume is over {args.files:,} settled files\n")
