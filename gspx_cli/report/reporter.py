@@ -57,15 +57,21 @@ class Reporter:
     _held = None  # dry-run lines not yet written (a file or pipe): written in large blocks
     _bin = None  # stdout's binary buffer, once the first dry-run line chose it
 
+    def dry_run_plan(self, record, event_type, requests, unchanged=()):
+        """dry_run() of a Plan of this event type (the hot path of a dry run: no look at the result's type)."""
+        line = {"input": record.where, "type": event_type, "requests": requests}
+        if unchanged:
+            line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
+                                          for kind, object_id in unchanged)
+        (self._dry_write or self._dry_writer())(jsonio.dumps_line(line))
+
     def dry_run(self, record, result, requests=None, unchanged=()):
         """One CLI.md dry-run line for one event; requests: a Plan's listing; unchanged: the (kind, id)
         of writes left out because they would repeat the object's last write."""
         if type(result) is Plan:
-            line = {"input": record.where, "type": result.type, "requests": requests}
-            if unchanged:
-                line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
-                                              for kind, object_id in unchanged)
-        elif type(result) is Skipped:
+            self.dry_run_plan(record, result.type, requests, unchanged)
+            return
+        if type(result) is Skipped:
             tail = _SKIP_TAILS.get((result.type, result.reason))
             if tail is not None:  # one of a handful (a filtered track): the line's end is made once
                 try:
