@@ -153,6 +153,16 @@ def dumps_line(obj):
     return dumps(obj).encode("utf-8") + b"\n"
 
 
+def dumps_part(obj):
+    """The text dumps_line(obj) writes, for a part of a line made piece by piece; None where dumps_line
+    takes the stdlib's way (a null anywhere in the line does: each part is looked at on its own)."""
+    try:
+        out = orjson.dumps(obj, option=_DUMPS_OPTIONS)
+    except TypeError:
+        return None
+    return out if b"null" not in out else None
+
+
 def _dumps_bytes(obj, option, end):
     try:
         out = orjson.dumps(obj, option=option)
