@@ -34,6 +34,8 @@ class Dispatcher:
         self._message_events = {}  # messageId -> events with it handed to the sink and not completed
         self._filtered = {}  # event type -> events left out by the filter and not yet counted (_kept)
         self._counted = set()  # the types of which a left-out event was settled one by one
+        self._delivered = {}  # event type -> events completed at once, delivered and not yet counted
+        self._delivered_types = set()  # the types of which a delivered event was settled one by one
 
     def dispatch(self, batch):
         """Parse and map each record of a batch, hand plans to the sink, settle the rest; returns how many
@@ -115,17 +117,32 @@ class Dispatcher:
 
     def _dispatch(self, batch, event_filter):
         """dispatch() of the records of a batch; event_filter: the run's, unless they are only those it keeps."""
+        delivered = self._delivered
+        try:
+            return self._dispatch_records(batch, event_filter)
+        finally:
+            if delivered:
+                self._ledger.settle_many(DELIVERED, None, delivered)
+                delivered.clear()
+
+    def _dispatch_records(self, batch, event_filter):
         handed = 0
         ledger, reporter, sink = self._ledger, self._reporter, self._sink
         map_event, settle, read, submit = self._mapper.map, ledger.settle, ledger.read, sink.submit
         checkpoint = ledger.checkpoint
         resuming = self._resuming
+        recall = self._store is not None
         left_out = event_filter.left_out if event_filter is not None else None
         record_filtered = getattr(sink, "record_filtered", None) or self._record_filtered
         messages = self._messages
         # a sink that completes each plan at once (the dry run) remembers its messageId in the same look
-        claim = (messages.first_or_add if messages is not None and getattr(sink, "completes_at_once", False)
-                 else None)
+        at_once = getattr(sink, "completes_at_once", False)
+        claim = messages.first_or_add if messages is not None and at_once else None
+        remember = messages is not None and not at_once  # messageIds remembered as the sink completes
+        # without a checkpoint, a delivered event of a type already settled one by one is counted at the
+        # batch's end (_dispatch): its settle() would only add counts
+        delivered = self._delivered if checkpoint is None else None
+        delivered_types = self._delivered_types
         for record in batch:
             if checkpoint is not None:
                 if resuming and checkpoint.skip_settled_before(record):
@@ -163,17 +180,25 @@ class Dispatcher:
                                                     else DUPLICATE))
                         settle(record, SKIPPED, DUPLICATE, result.type)
                         continue
-                if self._store is not None:
+                if recall:
                     self._recall(result)
                 done = submit(record, result)
                 if done is None:
                     handed += 1
                     if message_id is not None and messages is not None:
                         self._message_events[message_id] = self._message_events.get(message_id, 0) + 1
-                else:  # completed at once: remembered above (claim), nothing with its messageId is left in the sink
-                    if done is DELIVERED and message_id is not None and messages is not None and claim is None:
+                    continue
+                # completed at once: remembered above (claim), nothing with its messageId is left in the sink
+                event_type = result.type
+                if done is DELIVERED:
+                    if message_id is not None and remember:
                         messages.add(message_id, record.source, record.line_no)
-                    settle(record, done, None, result.type)
+                    if delivered is not None:
+                        if event_type in delivered_types:
+                            delivered[event_type] = delivered.get(event_type, 0) + 1
+                            continue
+                        delivered_types.add(event_type)  # the run's first of its type: the counts' keys in today's order
+                settle(record, done, None, event_type)
                 continue
             sink.record(record, result)
             if kind is Skipped:

@@ -28,6 +28,9 @@ class _Capture:
     def dry_run(self, record, result, requests=None, unchanged=()):
         self.lines.append((record.where, json.dumps(requests), list(unchanged)))
 
+    def dry_run_plan(self, record, event_type, requests, unchanged=()):
+        self.dry_run(record, None, requests, unchanged)
+
     def flush_out(self):
         pass
 
@@ -47,18 +50,22 @@ track = st.builds(lambda u: {"type": "track", "userId": u, "event": "Clicked"}, 
 runs = st.lists(st.one_of(identify, group, track), min_size=1, max_size=16)
 
 
-def _dry_run(events, upsert, limited, templates):
+def _dry_run(events, upsert, limited, templates, bound=None):
     settings = Settings(product_tag_key="AP-1", base_url=BASE, limit_api_for_group=limited,
                         delivery=DeliverySettings(upsert=upsert))
     mapper, capture = Mapper(settings), _Capture()
     sink = PrintSink(capture, BASE, upsert)
+    if bound is not None:  # a run past the bound of what it remembers (1,000,000 per kind) in a few events
+        for ids in sink.known.values():
+            ids.limit = bound
     if not templates:
         sink._templates = None  # the general way for every event
     for n, event in enumerate(events, 1):
         plan = mapper.map(event)
         if type(plan) is Plan:
             sink.submit(Record("in", n, b"", event), plan)
-    known = {kind: dict(ids) if type(ids) is not KnownIds else dict(ids._ids) for kind, ids in sink.known.items()}
+    # in order, oldest first: the recency that decides what a bound forgets
+    known = {kind: list((ids if type(ids) is not KnownIds else ids._ids).items()) for kind, ids in sink.known.items()}
     return capture.lines, sink.estimate.fewest, sink.estimate.most, known
 
 
@@ -67,6 +74,15 @@ def _dry_run(events, upsert, limited, templates):
 def test_a_dry_run_lists_counts_and_learns_from_its_shape_templates_what_the_general_way_does(events, upsert,
                                                                                                limited):
     assert _dry_run(events, upsert, limited, True) == _dry_run(events, upsert, limited, False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(runs, st.sampled_from(MODES))
+def test_past_its_bound_a_dry_run_forgets_the_least_recently_written_objects_as_the_general_way_does(events,
+                                                                                                    upsert):
+    with_templates = _dry_run(events, upsert, False, True, bound=2)
+    assert with_templates == _dry_run(events, upsert, False, False, bound=2)
+    assert all(len(ids) <= 2 for ids in with_templates[3].values())
 
 
 def test_the_estimate_counts_each_listing_as_walked_when_shapes_differ_only_in_what_a_path_leaves_out():

@@ -34,6 +34,9 @@ class _Capture:
     def dry_run(self, record, result, requests=None, unchanged=()):
         self.listings.append(requests)
 
+    def dry_run_plan(self, record, event_type, requests, unchanged=()):
+        self.dry_run(record, None, requests, unchanged)
+
     def flush_out(self):
         pass
 

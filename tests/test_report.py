@@ -240,3 +240,41 @@ def test_progress_share_done_counts_events_still_waiting_for_px():
     reporter.start(stats, RequestStats(), read)
     assert reporter._text.done_fraction() == pytest.approx(0.4)
     assert " 40% eta " in reporter._text.status_line()
+
+
+class _Pipe(io.TextIOWrapper):
+    """A stdout that is a pipe: dry-run lines are written as bytes to its buffer."""
+
+    def __init__(self):
+        super().__init__(io.BytesIO(), encoding="utf-8")
+
+    def lines(self):
+        self.flush()
+        return self.buffer.getvalue()
+
+
+@pytest.mark.parametrize("source", ["in.ndjson", "null.ndjson", "dir/\u00e9v\u00e9nements \"x\".ndjson", "-"])
+@pytest.mark.parametrize("event_type", ["identify", "group", "track", None])
+def test_a_plan_line_made_piece_by_piece_is_the_line_the_whole_dict_makes(source, event_type):
+    from gspx_cli import jsonio
+    from gspx_cli.mapping.plan import Plan
+
+    listings = [
+        [{"method": "PUT", "url": "https://x/v1/users/u1", "json": {"score": 1.5, "email": "a@x.io"}}],
+        [{"method": "POST", "url": "https://x/v1/events/custom", "json": {"v": 1e-07, "big": 10 ** 20}}],
+        [{"method": "PUT", "url": "https://x/v1/users/u1", "json": {"gone": None, "f": 2.5e-08}}],
+        [{"method": "PUT", "url": "https://x/v1/users/null", "json": {}, "when": "a 404"}],
+    ]
+    for unchanged in ((), (("user", "u2"),)):
+        out = _Pipe()
+        reporter = Reporter(out=out, quiet=True, progress=False)
+        expected = b""
+        for line_no, requests in enumerate(listings, 1):
+            record = Record(source, line_no, b"", {})
+            reporter.dry_run(record, Plan(event_type, "u1", ()), requests, unchanged)
+            line = {"input": record.where, "type": event_type, "requests": requests}
+            if unchanged:
+                line["unchanged"] = "same as the last write to user u2"
+            expected += jsonio.dumps_line(line)
+        reporter.flush_out()
+        assert out.lines() == expected

@@ -31,10 +31,13 @@ class KnownIds:
     def add(self, object_id, last_write=""):
         """Remember one object; the oldest goes when the bound is reached."""
         with self._lock:
-            self._ids.pop(object_id, None)  # the most recent write makes it the youngest
-            self._ids[object_id] = last_write
-            if len(self._ids) > self._limit:
-                self._ids.popitem(last=False)
+            ids = self._ids
+            before = object_id in ids
+            ids[object_id] = last_write
+            if before:  # the most recent write makes it the youngest (no delete and re-insert: cheaper)
+                ids.move_to_end(object_id)
+            elif len(ids) > self._limit:
+                ids.popitem(last=False)
 
 
 class LocalIds(OrderedDict):
@@ -49,9 +52,11 @@ class LocalIds(OrderedDict):
 
     def add(self, object_id, last_write=""):
         """Remember one object; the oldest goes when the bound is reached."""
-        self.pop(object_id, None)  # the most recent write makes it the youngest
+        before = object_id in self
         self[object_id] = last_write
-        if len(self) > self.limit:
+        if before:  # the most recent write makes it the youngest (no delete and re-insert: cheaper)
+            self.move_to_end(object_id)
+        elif len(self) > self.limit:
             self.popitem(last=False)
 
 

@@ -42,24 +42,26 @@ class PrintSink:
         # listings, counts and learning made once per plan shape (identify and group events)
         self._templates = (None if mode == CREATE_ONLY else
                            Templates(self.known, mode, base_url, self.estimate, self._origin))
-        self._custom = {}  # a custom event's (method, path) -> its Tally (the estimate's count of them)
+        self._custom = {}  # a custom event's path -> (its method, its Tally: the estimate's count of them, its URL)
         self.error = None  # an OutputError once stdout could not be written (disk full): the run stops
 
     def submit(self, record, plan):
         """Print the plan's listing; the event counts as (would be) delivered."""
         steps = plan.steps
-        requests, unchanged, general = None, (), False
+        general = False
         if len(steps) == 1 and type(steps[0]) is Call:  # a custom event: its own listing, and it teaches nothing
             call = steps[0]
-            tally = self._custom.get((call.method, call.path))
-            if tally is not None:
-                tally.uses += 1
-                requests = [{"method": call.method, "url": self._base_url + call.path, "json": call.body}]
+            unchanged = ()
+            custom = self._custom.get(call.path)
+            if custom is not None and custom[0] == call.method:
+                custom[1].uses += 1
+                requests = [{"method": call.method, "url": custom[2], "json": call.body}]
             else:
                 self._count_custom(call)
                 requests = listing(steps, self._base_url)
         else:
             unchanged = []
+            requests = None
             if self._templates is not None:  # counted and learnt as it is filled
                 requests = self._templates.fill(plan, record.source, record.line_no, unchanged)
             if requests is None:  # the general way
@@ -68,7 +70,7 @@ class PrintSink:
                 requests = listing(calls, self._base_url)
         if self.error is None:
             try:  # _write(), inlined: once per event
-                self._reporter.dry_run(record, plan, requests, unchanged)
+                self._reporter.dry_run_plan(record, plan.type, requests, unchanged)
             except BrokenPipeError:
                 raise
             except OSError as exc:
@@ -84,8 +86,10 @@ class PrintSink:
         /events/custom) gets a Tally, so the next ones with its method and path are one addition each."""
         self.estimate.add([call])
         if call.body is not None and call.when is None and call.known is None and call.alt is None \
-                and call.unless is None and call.created is None and len(self._custom) < 64:
-            self._custom[(call.method, call.path)] = self.estimate.tally(counts_of([call]))
+                and call.unless is None and call.created is None and len(self._custom) < 64 \
+                and call.path not in self._custom:
+            self._custom[call.path] = (call.method, self.estimate.tally(counts_of([call])),
+                                       self._base_url + call.path)
 
     def _learn(self, learnt, record):
         """What a plan taught (surely_known) into known, and which event taught it into origin."""
@@ -93,9 +97,11 @@ class PrintSink:
         for kind, object_id, last in learnt:
             # LocalIds.add() inlined: the same bound, the most recent write the youngest
             ids = known[kind]
-            before = ids.pop(object_id, None) is not None
+            before = object_id in ids
             ids[object_id] = last
-            if len(ids) > ids.limit:
+            if before:
+                ids.move_to_end(object_id)
+            elif len(ids) > ids.limit:
                 origin[kind].pop(ids.popitem(last=False)[0], None)
             origin[kind][object_id] = (record.source, record.line_no, before)
 

@@ -21,9 +21,10 @@ _UPDATE_BODY, _CREATE_BODY, _BODY = 1, 2, 3  # which body of its step a request 
 
 @dataclass(slots=True)
 class Template:
-    """One shape's listing: per request (method, step index, its create path or None for the object's own,
-    body slot or 0, when); the estimate's Tally of its counts; per object learnt (step index, digest slot
-    or 0 for "")."""
+    """One shape's listing: per request (method, step index, its URL when it is a create's, else None and
+    the URLs of its object's kind and whether the step names it by user_id, body slot or 0, when, whether it
+    carries an unchanged write's note); the estimate's Tally of its counts; per object learnt (step index,
+    digest slot or 0 for "")."""
 
     requests: tuple
     tally: object
@@ -74,7 +75,7 @@ class Templates:
                 else:
                     flags = last is None
                 if kind is Upsert:
-                    flags += (_UPSERT + 2 * (step.create_body is None) + 4 * bool(step.create_first)
+                    flags += (_UPSERT + 2 * (step.create_body is None) + (4 if step.create_first else 0)
                               + 8 * (step.kind == "account"))
                 else:
                     flags = _UPDATE + (flags & 1) + 2 * (step.kind == "account") + (4 if flags & 16 else 0)
@@ -91,20 +92,14 @@ class Templates:
             return None  # this once, the general way
         if template is None:
             return None
-        base_url = self._base_url
         requests = []
-        for method, at, path, slot, when, noted in template.requests:
+        for method, at, url, urls, by_user_id, slot, when, noted in template.requests:
             step = steps[at]
-            if path is not None:
-                url = base_url + path
-            else:  # an object's URL, made once while it is met often
-                kind, object_id = ("user", step.user_id) if type(step) is RequireUser else (step.kind, step.id)
-                urls = self._urls[kind]
+            if urls is not None:  # an object's URL, made once while it is met often
+                object_id = step.user_id if by_user_id else step.id
                 url = urls.get(object_id)
                 if url is None:
-                    if len(urls) >= _URLS:
-                        urls.clear()
-                    url = urls[object_id] = base_url + object_path(kind, object_id)
+                    url = self._url(urls, "user" if by_user_id else step.kind, object_id)
             if slot:
                 body = (step.update_body if slot == _UPDATE_BODY else step.create_body if slot == _CREATE_BODY
                         else step.body)
@@ -125,13 +120,23 @@ class Templates:
             step = steps[at]
             kind, object_id = step.kind, step.id
             ids = known[kind]
-            # LocalIds.add() inlined: the most recent write the youngest; origin forgets with it
-            before = ids.pop(object_id, None) is not None
+            # LocalIds.add() inlined: the most recent write the youngest (move_to_end: no delete and
+            # re-insert, which churns the OrderedDict's table); origin forgets with it
+            before = object_id in ids
             ids[object_id] = digest(step.update_body if slot == _UPDATE_BODY else step.body) if slot else ""
-            if len(ids) > ids.limit:
+            if before:
+                ids.move_to_end(object_id)
+            elif len(ids) > ids.limit:
                 origin[kind].pop(ids.popitem(last=False)[0], None)
             origin[kind][object_id] = (source, line_no, before)
         return requests
+
+    def _url(self, urls, kind, object_id):
+        """The object's URL, remembered in urls (its kind's, at most _URLS)."""
+        if len(urls) >= _URLS:
+            urls.clear()
+        url = urls[object_id] = self._base_url + object_path(kind, object_id)
+        return url
 
     def _template(self, plan):
         """The plan's Template, read off the general way's Calls; None when some text depends on an id."""
@@ -177,7 +182,12 @@ class Templates:
                     noted = True
                 if when is not None and any(i in when for i in ids):
                     return None
-                requests.append((call.method, at, create, slot, when, noted))
+                if create is not None:  # the URL is the same for every event of the shape
+                    url, urls, by_user_id = self._base_url + create, None, False
+                else:
+                    by_user_id = type(step) is RequireUser
+                    url, urls = None, self._urls["user" if by_user_id else step.kind]
+                requests.append((call.method, at, url, urls, by_user_id, slot, when, noted))
         learns = []
         for kind, object_id, last in surely_known(plan, known, mode):
             at, step = next(((at, step) for at, step in enumerate(plan.steps) if type(step) is not RequireUser

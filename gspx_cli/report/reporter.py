@@ -27,6 +27,8 @@ _SKIP_TAILS = {(t, FILTERED): jsonio.dumps_line({"type": t, "skipped": FILTERED}
                for t in SENT_TYPES | SKIPPED_TYPES}
 
 _FILTERED_TAILS = {t: b'"' + tail for (t, _), tail in _SKIP_TAILS.items()}  # the same, after FILE:LINE's closing quote
+# between a Plan's FILE:LINE and its listing, per type: `","type":T,"requests":`
+_PLAN_MIDDLES = {t: b'",' + jsonio.dumps_line({"type": t, "requests": 0})[1:-3] for t in SENT_TYPES}
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
 # status line this often. Here rather than in progress.py so that tests (and their subprocesses,
@@ -57,15 +59,33 @@ class Reporter:
     _held = None  # dry-run lines not yet written (a file or pipe): written in large blocks
     _bin = None  # stdout's binary buffer, once the first dry-run line chose it
 
+    def dry_run_plan(self, record, event_type, requests, unchanged=()):
+        """dry_run() of a Plan of this event type, the hot path of a dry run: its line made of a head per
+        input (as dry_run_filtered's), the line number, a middle per type and the listing's text."""
+        middle = _PLAN_MIDDLES.get(event_type)
+        if middle is not None and record.line_no and not unchanged:
+            source, head = self._head
+            if source is not record.source:
+                head = self._head_of(record.source)
+            if head is not None:
+                listing = jsonio.dumps_part(requests)
+                if listing is not None:
+                    (self._dry_write or self._dry_writer())(
+                        b"".join((head, b"%d" % record.line_no, middle, listing, b"}\n")))
+                    return
+        line = {"input": record.where, "type": event_type, "requests": requests}
+        if unchanged:
+            line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
+                                          for kind, object_id in unchanged)
+        (self._dry_write or self._dry_writer())(jsonio.dumps_line(line))
+
     def dry_run(self, record, result, requests=None, unchanged=()):
         """One CLI.md dry-run line for one event; requests: a Plan's listing; unchanged: the (kind, id)
         of writes left out because they would repeat the object's last write."""
         if type(result) is Plan:
-            line = {"input": record.where, "type": result.type, "requests": requests}
-            if unchanged:
-                line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
-                                              for kind, object_id in unchanged)
-        elif type(result) is Skipped:
+            self.dry_run_plan(record, result.type, requests, unchanged)
+            return
+        if type(result) is Skipped:
             tail = _SKIP_TAILS.get((result.type, result.reason))
             if tail is not None:  # one of a handful (a filtered track): the line's end is made once
                 try:
@@ -89,16 +109,22 @@ class Reporter:
         if tail is not None and record.line_no:
             source, head = self._head
             if source is not record.source:
-                source = record.source
-                try:  # the JSON text of FILE:LINE is that of FILE and of :LINE, which needs no escaping
-                    head = b'{"input":' + orjson.dumps(source)[:-1] + b":"
-                except TypeError:  # a name orjson will not write (a lone surrogate): the general way
-                    head = None
-                self._head = (source, head)
+                head = self._head_of(record.source)
             if head is not None:
                 (self._dry_write or self._dry_writer())(head + b"%d" % record.line_no + tail)
                 return
         self.dry_run(record, Skipped(event_type, FILTERED))
+
+    def _head_of(self, source):
+        """`{"input":"SOURCE:`, the start of the input's dry-run lines, kept in _head; None: the general way."""
+        try:  # the JSON text of FILE:LINE is that of FILE and of :LINE, which needs no escaping
+            head = b'{"input":' + orjson.dumps(source)[:-1] + b":"
+        except TypeError:  # a name orjson will not write (a lone surrogate): the general way
+            head = None
+        if head is not None and b"null" in head:  # dumps_line would write the whole line the stdlib's way
+            head = None
+        self._head = (source, head)
+        return head
 
     def flush_out(self):
         """Make the dry-run lines written so far reach the reader of stdout (the reader has nothing more ready)."""

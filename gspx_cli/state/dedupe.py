@@ -61,21 +61,22 @@ class RunMemory:
     def first_or_add(self, message_id, source, line_no):
         """FILE:LINE of its first delivery when remembered; else None, and it is remembered from here."""
         key = hash(message_id)
-        keys, slots, size = self._keys, self._slots, self._size
-        slot = key % size
-        while True:  # the probe of _find, inlined: this runs once per event of a dry run
-            held = slots[slot]
-            if not held:  # _EMPTY
-                break
-            if keys[held - 1] == key:
-                return self._where(self._places[held - 1])
-            slot += 1
-            if slot == size:
-                slot = 0
+        slots = self._slots
+        slot = key % self._size
+        held = slots[slot]
+        if held:  # the probe of _find, inlined: this runs once per event of a dry run
+            keys, size = self._keys, self._size
+            while held:
+                if keys[held - 1] == key:
+                    return self._where(self._places[held - 1])
+                slot += 1
+                if slot == size:
+                    slot = 0
+                held = slots[slot]
         entry = self._last_entry if source is self._last_source else self._entry(source)
         added = entry[1] = self._added = self._added + 1
         if added <= self._limit:  # the ring still grows
-            keys.append(key)
+            self._keys.append(key)
             self._places.append(entry[2] | line_no)
             slots[slot] = added
         else:
