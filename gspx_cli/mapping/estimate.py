@@ -87,14 +87,6 @@ class Estimate:
         for kind, n in counts[1]:
             most[kind] += n
 
-    def add_counts(self, counts):
-        """Count one event's listing by its counts_of()."""
-        fewest, most = self._fewest, self._most
-        for kind, n in counts[0]:
-            fewest[kind] += n
-        for kind, n in counts[1]:
-            most[kind] += n
-
     def figures(self, rate_limit, daily_budget=None):
         """The `estimate` of --report: requests fewest and most (total, by kind), and what they cost."""
         per_day = daily_budget or PX_DAILY_QUOTA

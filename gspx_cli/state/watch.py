@@ -81,7 +81,9 @@ class InputWatch:
             for rows in self._con.whole_files(os.path.join(source_key(folder), ""), subfolders):
                 if listed is None:
                     listed = set(names)
-                done |= listed.intersection(_unchanged(stat, rows))
+                # only rows of files listed now are stat'ed: not those deleted since, nor the run's outputs
+                rows = [row for row, keep in zip(rows, map(listed.__contains__, map(_NAME, rows))) if keep]
+                done.update(_unchanged(stat, rows))
         return done
 
     def verify(self, path, identity):
