@@ -2,6 +2,7 @@
 their file:line (CLI.md "gspx send"); shapes.py says what each line holds."""
 
 import itertools
+from itertools import count, repeat
 import os
 import select
 import stat
@@ -386,6 +387,7 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
         for chunk in chunks:
             if line_no == 0 and not tail and chunk.startswith(UTF8_BOM):
                 chunk = chunk[3:]  # the BOM belongs to the file, not the line: raw stays replayable
+            start = 0  # where the chunk's own lines begin
             if tail or discarding:
                 nl = chunk.find(b"\n")
                 if nl < 0:
@@ -404,17 +406,27 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
                     tail.append(chunk[:nl])
                     batch.extend(_line(source, line_no, b"".join(tail), max_line_bytes))
                 tail, tail_len = [], 0
-                chunk = chunk[nl + 1:]
-            if chunk.find(b"\n") < 0:  # no line ends at all: keep or drop it without a copy
-                lines, last = _NOTHING, chunk
+                start = nl + 1  # not chunk[nl + 1:]: copying the chunk cost as much as splitting it
+            if chunk.find(b"\n", start) < 0:  # no more line ends: keep or drop the rest
+                lines, last = _NOTHING, chunk[start:]  # no copy when start is 0
             else:
                 lines = chunk.split(b"\n")
                 last = lines.pop()  # the bytes after the last line end: the start of the next line
+                if start:
+                    del lines[0]  # the end of the line before, taken above
             if line_no < skip and lines:  # checkpoint resume: lines settled in an earlier run
                 settled = min(skip - line_no, len(lines))
                 line_no += settled
                 lines = lines[settled:]
-            for line in lines:  # the hot path: _line() inlined
+            if lines and _plain(lines, len(chunk) <= max_line_bytes or max(map(len, lines)) <= max_line_bytes):
+                # the hot path: every line of the chunk is an item, made in C (zip) rather than one by one
+                batch += zip(repeat(source), count(line_no + 1), lines, repeat(False))
+                line_no += len(lines)
+                while len(batch) >= MAX_BATCH:
+                    yield batch[:MAX_BATCH]
+                    batch = batch[MAX_BATCH:]
+                lines = _NOTHING
+            for line in lines:  # a chunk with a blank, whitespace or overlong line: _line() inlined
                 line_no += 1
                 if not line or line.isspace():
                     continue
@@ -461,6 +473,12 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
 
 
 _NOTHING = ()
+
+
+def _plain(lines, short):
+    """True when each of a chunk's lines is an item as it is: none blank or whitespace, none overlong
+    (short: none is longer than --max-line-bytes; a chunk shorter than that cannot hold one that is)."""
+    return short and all(lines) and not any(map(bytes.isspace, lines))
 
 
 def _line(source, line_no, raw, max_line_bytes, final=False):
