@@ -11,7 +11,6 @@ from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, U
 from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
 from gspx_cli.read.reader import parse_batch
 from gspx_cli.read.shapes import Record, parse_line
-from gspx_cli.report.reporter import DRY_RUN_BLOCK_LINES
 from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
@@ -117,20 +116,19 @@ class Dispatcher:
                 ledger.settle(record, SKIPPED, FILTERED, event_type)
 
     def _quick_way(self):
-        """(held, head_of, tails) of reporter.filtered_block() when _kept_quickly may take a batch: a --type
+        """reporter.filtered_block() when _kept_quickly may take a batch: a --type
         filter alone, a dry run whose lines go out in blocks, stdout not failed; else None."""
         if not self._by_type or self._sink.error is not None:
             return None
         return self._reporter.filtered_block()
 
-    def _kept_quickly(self, batch, held, head_of, tails):
+    def _kept_quickly(self, batch, held, room, head_of, tails):
         """_kept() of a batch, specialised for a --type filter alone in a dry run: a left-out bare event costs
         its quick parse, a look-up of its type and its line (head, number, tail) appended to the reporter's
         held block; no Record, no call per line, its count added at the end. Anything else goes the general
         way (_kept), as do the run's first left-out event of each type (settled one by one: the counts' keys
         in input order) and the line that fills a block (the sink writes it, and handles a write error)."""
         verdicts, kept_one = self._verdicts, self._kept
-        room = DRY_RUN_BLOCK_LINES - 1
         append = held.append
         left_out = []  # the type of each event left out here, counted at the end
         counted = left_out.append
@@ -166,15 +164,17 @@ class Dispatcher:
 
     def _verdict(self, event_type, tails):
         """What _kept_quickly does with a bare event of this "type" (a str): _KEEP; (its type for the counts,
-        its line's tail) when left out, once an event of its type was settled one by one; else UNSURE (the
-        general way). Remembered for a few spellings ("track", "TRACK"), whatever the input holds."""
+        its line's tail) when left out; UNSURE for the general way (a type without a tail of its own, or
+        one no event of which was settled yet). Remembered for a few spellings ("track", "TRACK")."""
         left_out = self._filter.left_out({"type": event_type})
         if left_out is KEPT:
             verdict = _KEEP
-        elif left_out in self._counted and left_out in tails:
+        elif left_out not in tails:
+            verdict = UNSURE
+        elif left_out in self._counted:
             verdict = (left_out, tails[left_out])
         else:
-            return UNSURE  # asked again next time: the general way may settle the first of its type meanwhile
+            return UNSURE  # not remembered: the general way settles the first of its type (the counts' keys)
         if len(self._verdicts) < _VERDICTS_KEPT:
             self._verdicts[event_type] = verdict
         return verdict

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from gspx_cli import dispatch
 from gspx_cli.config import DeliverySettings, Settings
 from gspx_cli.delivery.sinks import PrintSink
 from gspx_cli.dispatch import Dispatcher
@@ -97,11 +96,9 @@ def _run(tmp_path, types, quick, monkeypatch, sources=("in.ndjson",), batches=No
 @pytest.mark.parametrize("block", [3, 256])
 def test_the_quick_way_writes_and_counts_what_the_general_way_does(tmp_path, monkeypatch, types, block):
     monkeypatch.setattr(reporter_module, "DRY_RUN_BLOCK_LINES", block)
-    monkeypatch.setattr(dispatch, "DRY_RUN_BLOCK_LINES", block)
     sources = ("in.ndjson", 'dir/"q" \\\u00fc.ndjson', "-")
     quick = _run(tmp_path, types, True, monkeypatch, sources)
     monkeypatch.setattr(reporter_module, "DRY_RUN_BLOCK_LINES", block)
-    monkeypatch.setattr(dispatch, "DRY_RUN_BLOCK_LINES", block)
     general = _run(tmp_path, types, False, monkeypatch, sources)
     assert quick == general
     assert quick[0].count(b"\n") == quick[1][0]  # a line per event read
