@@ -126,3 +126,11 @@ def test_the_lines_of_an_input_whose_name_the_quick_way_cannot_write_take_the_ge
     quick = _run(tmp_path, ("identify",), True, monkeypatch, batches=batches)
     general = _run(tmp_path, ("identify",), False, monkeypatch, batches=batches)
     assert quick == general and quick[0].count(b"\n") == 4
+
+
+def test_lines_written_one_at_a_time_as_on_a_terminal_take_the_general_way():
+    terminal = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", line_buffering=True)
+    assert Reporter(out=terminal, err=io.StringIO()).filtered_block() is None
+    held, room, head_of, tails = Reporter(out=io.TextIOWrapper(io.BytesIO()), err=io.StringIO()).filtered_block()
+    assert (held, room, head_of("a.ndjson") + b"7" + tails["track"]) == (
+        [], reporter_module.DRY_RUN_BLOCK_LINES - 1, b'{"input":"a.ndjson:7","type":"track","skipped":"filtered"}\n')
