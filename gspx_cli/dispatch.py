@@ -15,6 +15,8 @@ from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
 _EVENT_TYPES = fields.SENT_TYPES | fields.SKIPPED_TYPES
+_VERDICTS_KEPT = 64  # the "type" spellings whose verdict _kept_quickly remembers
+_KEEP = (KEPT,)  # _kept_quickly's verdict on an event the filter keeps (true, unlike KEPT: one look-up finds it)
 
 
 class Dispatcher:
@@ -36,6 +38,12 @@ class Dispatcher:
         self._counted = set()  # the types of which a left-out event was settled one by one
         self._delivered = {}  # event type -> events completed at once, delivered and not yet counted
         self._delivered_types = set()  # the types of which a delivered event was settled one by one
+        # _kept_quickly: a --type filter decides on the type alone, and the print sink writes each left-out
+        # event's line through reporter.dry_run_filtered(), as _kept_quickly does itself
+        from gspx_cli.delivery.sinks import PrintSink  # loaded by the run before (coordinator), not at start-up
+
+        self._by_type = self._filter is not None and self._filter.by_type_only and isinstance(sink, PrintSink)
+        self._verdicts = {}  # a bare event's "type" -> _verdict(): its fate under a --type filter
 
     def dispatch(self, batch):
         """Parse and map each record of a batch, hand plans to the sink, settle the rest; returns how many
@@ -45,9 +53,13 @@ class Dispatcher:
             if self._ledger.checkpoint is None:  # nothing to open per line: count the batch at once
                 self._ledger.stats.read += len(records)
             return self._dispatch(records, self._filter)
+        self._ledger.stats.read += len(batch)  # a batch or envelope line adds its other events in _kept
+        quick = self._quick_way()
+        kept = self._kept_quickly(batch, *quick) if quick else self._kept(batch)
         try:  # a filter without a checkpoint: left-out events never become Records in the loop
-            return self._dispatch(self._kept(batch), None)
+            return self._dispatch(kept, None)
         finally:
+            kept.close()  # its counts are in self._filtered even when the loop broke off
             if self._filtered:
                 self._ledger.settle_many(SKIPPED, FILTERED, self._filtered)
                 self._filtered.clear()
@@ -60,7 +72,6 @@ class Dispatcher:
         left_out, left_out_roughly = self._filter.left_out, self._filter.left_out_roughly
         sink = self._sink
         record_filtered = getattr(sink, "record_filtered", None) or self._record_filtered
-        stats.read += len(batch)  # a batch or envelope line adds its other events below
         for item in batch:
             if type(item) is not tuple:  # a problem Record of the reader's
                 yield item
@@ -103,6 +114,70 @@ class Dispatcher:
             else:
                 record_filtered(record, event_type)
                 ledger.settle(record, SKIPPED, FILTERED, event_type)
+
+    def _quick_way(self):
+        """reporter.filtered_block() when _kept_quickly may take a batch: a --type
+        filter alone, a dry run whose lines go out in blocks, stdout not failed; else None."""
+        if not self._by_type or self._sink.error is not None:
+            return None
+        return self._reporter.filtered_block()
+
+    def _kept_quickly(self, batch, held, room, head_of, tails):
+        """_kept() of a batch, specialised for a --type filter alone in a dry run: a left-out bare event costs
+        its quick parse, a look-up of its type and its line (head, number, tail) appended to the reporter's
+        held block; no Record, no call per line, its count added at the end. Anything else goes the general
+        way (_kept), as do the run's first left-out event of each type (settled one by one: the counts' keys
+        in input order) and the line that fills a block (the sink writes it, and handles a write error)."""
+        verdicts, kept_one = self._verdicts, self._kept
+        append = held.append
+        left_out = []  # the type of each event left out here, counted at the end
+        counted = left_out.append
+        source = head = None
+        try:
+            for item in batch:
+                if type(item) is not tuple:  # a problem Record of the reader's
+                    yield item
+                    continue
+                raw = item[2]
+                value = loads_bytes_loose(raw)
+                if type(value) is dict:
+                    verdict = value.get("type")
+                    if type(verdict) is str:
+                        verdict = verdicts.get(verdict) or self._verdict(verdict, tails)
+                        if verdict is _KEEP:
+                            if exact(raw):  # else parse_line() reads it exactly, in _kept
+                                yield Record(item[0], item[1], raw, value)
+                                continue
+                        elif verdict is not UNSURE and len(held) < room:
+                            if item[0] is not source:
+                                source = item[0]
+                                head = head_of(source)
+                            if head is not None:
+                                append(b"%s%d%s" % (head, item[1], verdict[1]))
+                                counted(verdict[0])
+                                continue
+                yield from kept_one((item,))
+        finally:
+            filtered = self._filtered
+            for event_type in set(left_out):
+                filtered[event_type] = filtered.get(event_type, 0) + left_out.count(event_type)
+
+    def _verdict(self, event_type, tails):
+        """What _kept_quickly does with a bare event of this "type" (a str): _KEEP; (its type for the counts,
+        its line's tail) when left out; UNSURE for the general way (a type without a tail of its own, or
+        one no event of which was settled yet). Remembered for a few spellings ("track", "TRACK")."""
+        left_out = self._filter.left_out({"type": event_type})
+        if left_out is KEPT:
+            verdict = _KEEP
+        elif left_out not in tails:
+            verdict = UNSURE
+        elif left_out in self._counted:
+            verdict = (left_out, tails[left_out])
+        else:
+            return UNSURE  # not remembered: the general way settles the first of its type (the counts' keys)
+        if len(self._verdicts) < _VERDICTS_KEPT:
+            self._verdicts[event_type] = verdict
+        return verdict
 
     def _left_in(self, records, left_out, record_filtered):
         """The records of a batch or envelope line (or its problem) but those the filter leaves out, settled here."""

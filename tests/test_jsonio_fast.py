@@ -128,3 +128,51 @@ def test_the_quick_parse_of_json_without_19_digit_runs_is_the_exact_value(value)
     assert loose[0] != "ok" or exact[0] == "ok"
     if jsonio.exact(data) and exact[0] == "ok" and value is not None:
         assert _same(loose, exact)
+
+
+def _objects(depth, pad=b""):
+    """Objects nested depth levels in the fewest bytes ({"":{"":{}}}), pad bytes of string beside the outermost."""
+    return b'{"p":"' + pad + b'","":' + b'{"":' * (depth - 2) + b"{}" + b"}" * (depth - 1) if pad else \
+        b'{"":' * (depth - 1) + b"{}" + b"}" * (depth - 1)
+
+
+def test_objects_nested_one_level_too_deep_are_never_shorter_than_the_unchecked_size():
+    # the quick parse counts brackets only in a line with a "[" or longer than this: below it, it cannot nest deeper
+    assert len(_objects(jsonio.MAX_NESTING + 1)) == jsonio._SHALLOW_BYTES + 1
+    assert len(_objects(jsonio.MAX_NESTING)) <= jsonio._SHALLOW_BYTES
+
+
+@pytest.mark.parametrize("data, valid", [
+    (_objects(jsonio.MAX_NESTING), True),
+    (_objects(jsonio.MAX_NESTING + 1), False),  # the shortest line too deep: counted, refused
+    (_objects(jsonio.MAX_NESTING + 1, pad=b"x" * 2000), False),
+    (_objects(3, pad=b"{" * 300), True),  # many brackets in a string of a short line: not counted
+    (_objects(3, pad=b"[" * 300), True),  # 300 "[" in a string: counted, yet too few for a line this short
+    (_objects(3, pad=b"[" * 400), False),  # counted, more than MAX_NESTING brackets: left to loads_bytes
+    (_objects(300, pad=b"x" * 10), False),
+])
+def test_the_quick_parse_refuses_every_line_nested_too_deeply_and_keeps_shallow_ones(data, valid):
+    assert (jsonio.loads_bytes_loose(data) is not None) is valid
+    assert _fast(data)[0] == ("ok" if valid or b"[" in data else "error")
+    if valid:
+        assert repr(jsonio.loads_bytes_loose(data)) == repr(jsonio.loads_bytes(data))
+
+
+def _nest(arrays, objects):
+    """arrays enclosing objects, in the fewest bytes ([[{"":{"":{}}}]]): arrays + objects + 1 levels."""
+    return b"[" * arrays + b'{"":' * objects + b"{}" + b"}" * objects + b"]" * arrays
+
+
+@pytest.mark.parametrize("arrays", [0, 1, 2, 50, 255, 256, 257])
+def test_the_shortest_line_nested_one_level_too_deep_is_refused_whatever_its_arrays(arrays):
+    objects = max(jsonio.MAX_NESTING - arrays, 0)
+    deep = _nest(arrays, objects)
+    assert len(deep) + 3 * arrays == jsonio._SHALLOW_BYTES + 1 or arrays > jsonio.MAX_NESTING
+    assert jsonio.loads_bytes_loose(deep) is None
+    shallow = _nest(min(arrays, jsonio.MAX_NESTING - 1), max(objects - 1, 0))  # MAX_NESTING levels
+    assert repr(jsonio.loads_bytes_loose(shallow)) == repr(jsonio.loads_bytes(shallow))
+
+
+def test_a_shallow_event_with_arrays_is_parsed_quickly_and_exactly():
+    line = b'{"type":"track","properties":{"tags":["a","b",[1,[2]]],"s":"[[[{{{"}}'
+    assert jsonio.loads_bytes_loose(line) == jsonio.loads_bytes(line)

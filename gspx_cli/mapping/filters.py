@@ -31,6 +31,7 @@ class EventFilter:
         self._others = self._passes_others if events or since is not None or until is not None else None
         if self._others is None:  # a --type filter reads no number
             self.left_out_roughly = self.left_out
+        self.by_type_only = self._others is None  # left_out(event) depends on event["type"] alone
 
     def __bool__(self):
         return self._since is not None or self._until is not None or bool(self._types) or bool(self._events)

@@ -115,6 +115,19 @@ class Reporter:
                 return
         self.dry_run(record, Skipped(event_type, FILTERED))
 
+    def filtered_block(self):
+        """What dispatch.py's quick way needs to write the lines of left-out events itself, as
+        dry_run_filtered() would: (held, room, head_of, tails), or None where each line is written at once
+        (a terminal). A line is head_of(source) (None: the general way), the line number and
+        tails[event type] (absent: the general way), appended to held while that holds fewer than room
+        lines: the line that fills a block goes the general way, so that the block's write and its errors
+        stay the sink's (PrintSink.record_filtered)."""
+        if self._dry_write is None:
+            self._dry_writer()
+        if self._held is None:
+            return None
+        return self._held, DRY_RUN_BLOCK_LINES - 1, self._head_of, _FILTERED_TAILS
+
     def _head_of(self, source):
         """`{"input":"SOURCE:`, the start of the input's dry-run lines, kept in _head; None: the general way."""
         try:  # the JSON text of FILE:LINE is that of FILE and of :LINE, which needs no escaping
