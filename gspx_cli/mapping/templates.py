@@ -57,8 +57,12 @@ class Templates:
         """The plan's requests as the general way would list them, counted and learnt, and the (kind, id)
         of its unchanged writes appended to `unchanged`; or None: take the general way (which then counts
         and learns)."""
-        known = self._known
         steps = plan.steps
+        if len(steps) == 1 and steps[0].__class__ is Upsert:  # an identify
+            requests = self._fill_upsert(steps[0], source, line_no)
+            if requests is not None:
+                return requests
+        known = self._known
         shape = 0
         origins = None  # step index -> origin of an unchanged write's object
         digests = []  # per step, its body's digest when the look at `known` took it (the learn reuses it)
@@ -141,6 +145,48 @@ class Templates:
             else:
                 last = ""
             learn(known, self._origin, step.kind, step.id, last, source, line_no)
+        return requests
+
+    def _fill_upsert(self, step, source, line_no):
+        """fill() of a plan of one upsert whose write is not unchanged and whose shape has its template,
+        without fill()'s loops (the same shape, so the same template, requests, count and learn); None:
+        fill()'s loops decide (an unchanged write's note names the event it repeats)."""
+        known = self._known
+        kind, object_id, body = step.kind, step.id, step.update_body
+        last = known[kind].get(object_id)
+        digest = None
+        if last:
+            digest = (known.digest if len(body) == 1 else self._digest)(body)
+            if digest == last:
+                return None
+            shape = 0
+        else:
+            shape = last is None
+        shape += (_UPSERT + 2 * (step.create_body is None) + (4 if step.create_first else 0)
+                  + 8 * (kind == "account"))
+        template = self._shapes.get(shape)
+        if template is None:
+            return None
+        requests = []
+        for method, _, url, urls, _, slot, when, _ in template.requests:  # a single step's: never noted
+            if urls is not None:
+                url = urls.get(object_id)
+                if url is None:
+                    url = self._url(urls, kind, object_id)
+            if slot:
+                item = {"method": method, "url": url, "json": body if slot == _UPDATE_BODY else step.create_body}
+            else:
+                item = {"method": method, "url": url}
+            if when is not None:
+                item["when"] = when
+            requests.append(item)
+        template.tally.uses += 1
+        for _, slot in template.learns:
+            if not slot:
+                digest = ""
+            elif digest is None:
+                digest = (known.digest if len(body) == 1 else self._digest)(body)
+            learn(known, self._origin, kind, object_id, digest, source, line_no)
         return requests
 
     def _url(self, urls, kind, object_id):
