@@ -135,10 +135,8 @@ class GroupBuilder:
                     f"integrations.{option_name}.limitAPIForGroup: {show(flag)} is not a JSON boolean "
                     "(only true turns the fewer-calls flow on); ignored"
                 )
-        upsert = Upsert(
-            kind="account", id=group_id, update_body=body, create_body=create,
-            create_error=create_error, create_first=self._create_first,
-        )
+        # positional: keywords cost a call ~0.1 us more, once per group
+        upsert = Upsert("account", group_id, body, create, create_error, self._create_first)
         attach = Update("user", user_id, {"accountId": group_id})
         steps = (upsert, attach) if limit else (RequireUser(user_id), upsert, attach)
         message = event.get("messageId")  # message_id(), inlined
