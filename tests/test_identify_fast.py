@@ -66,7 +66,8 @@ def test_an_identify_with_awkward_traits_maps_to_its_expected_bodies_and_warning
     # context.traits' values first, then traits' in their order, the names, the nested parts
     assert list(body.items()) == [
         ("email", "ctx@x"), ("score", 12), ("gender", "FEMALE"), ("title", 7), ("lastName", "Ctx"),
-        ("firstName", "Ada"), ("location", {"city": "Zürich ☃", "coordinates": {"longitude": 2.0, "latitude": 1.5}}),
+        ("firstName", "Ada"),
+        ("location", {"city": "Zürich ☃", "coordinates": {"longitude": 2.0, "latitude": 1.5}}),
         ("customAttributes", {"hobby": ""}), ("type", "USER"), ("propertyKeys", ["AP-1"])]
     assert list(body["location"]["coordinates"]) == ["longitude", "latitude"]
     assert plan.steps[0].create_body == {"identifyId": "u1", **body, "signUpDate": 1714557600000,

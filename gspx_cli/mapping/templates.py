@@ -11,8 +11,8 @@ object known to exist depends on which event made it known), and a shape whose `
 from dataclasses import dataclass
 
 from gspx_cli.jsonio import fingerprint
-from gspx_cli.mapping.plan import (RequireUser, Update, Upsert, body_fingerprint, create_path, expand_step, object_path,
-                                   surely_known)
+from gspx_cli.mapping.plan import (RequireUser, Update, Upsert, body_fingerprint, create_path, expand_step,
+                                   object_path, surely_known)
 from gspx_cli.mapping.estimate import counts_of
 
 _MAX_SHAPES = 256  # a handful occur; past this many the rest take the general way (bounds memory)
