@@ -14,14 +14,10 @@ KNOWN_CACHE_SIZE = 1_000_000  # objects remembered per kind (~150 MB at most); p
 
 class KnownIds:
     """Objects known to exist in PX, each with the digest of the last body written ("" when only found),
-    shared by the workers; bounded, oldest forgotten first."""
+    shared by the workers; bounded, oldest forgotten first (LocalIds, behind a lock)."""
 
     def __init__(self, limit=KNOWN_CACHE_SIZE):
-        # the oldest first; an OrderedDict, not a dict: forgetting a dict's first key walks every slot deleted
-        # since the dict last grew, so past the bound each add cost O(bound) (30,000 adds past 100,000: 0.27 s
-        # with a dict, 0.01 s with an OrderedDict)
-        self._ids = OrderedDict()
-        self._limit = limit
+        self._ids = LocalIds(limit)
         self._lock = threading.Lock()
 
     def get(self, object_id, default=None):
@@ -31,19 +27,16 @@ class KnownIds:
     def add(self, object_id, last_write=""):
         """Remember one object; the oldest goes when the bound is reached."""
         with self._lock:
-            ids = self._ids
-            before = object_id in ids
-            ids[object_id] = last_write
-            if before:  # the most recent write makes it the youngest (no delete and re-insert: cheaper)
-                ids.move_to_end(object_id)
-            elif len(ids) > self._limit:
-                ids.popitem(last=False)
+            self._ids.add(object_id, last_write)
 
 
 class LocalIds(OrderedDict):
     """KnownIds for one thread (the dry run's): the same get(), bound and order; no lock, and the dict's
     own get()."""
 
+    # an OrderedDict, not a dict: forgetting a dict's first key walks every slot deleted since the dict
+    # last grew, so past the bound each add cost O(bound) (30,000 adds past 100,000: 0.27 s with a dict,
+    # 0.01 s with an OrderedDict)
     __slots__ = ("limit",)
 
     def __init__(self, limit=KNOWN_CACHE_SIZE):
@@ -51,13 +44,16 @@ class LocalIds(OrderedDict):
         self.limit = limit
 
     def add(self, object_id, last_write=""):
-        """Remember one object; the oldest goes when the bound is reached."""
-        before = object_id in self
+        """Remember one object as the youngest; returns the id forgotten to keep the bound, else None (the
+        dry run forgets where that one's write came from too)."""
+        if object_id in self:
+            self[object_id] = last_write
+            self.move_to_end(object_id)  # no delete and re-insert: cheaper
+            return None
         self[object_id] = last_write
-        if before:  # the most recent write makes it the youngest (no delete and re-insert: cheaper)
-            self.move_to_end(object_id)
-        elif len(self) > self.limit:
-            self.popitem(last=False)
+        if len(self) > self.limit:
+            return self.popitem(last=False)[0]
+        return None
 
 
 def new_known(local=False):

@@ -15,7 +15,7 @@ from gspx_cli.delivery.executor import Executor, Skip, new_known
 from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
 from gspx_cli.mapping.estimate import Estimate, counts_of
 from gspx_cli.mapping.plan import CREATE_ONLY, Call, KnownInMemory, expand, listing, surely_known
-from gspx_cli.mapping.templates import Templates
+from gspx_cli.mapping.templates import Templates, learn
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
 
@@ -93,17 +93,8 @@ class PrintSink:
 
     def _learn(self, learnt, record):
         """What a plan taught (surely_known) into known, and which event taught it into origin."""
-        known, origin = self.known, self._origin
         for kind, object_id, last in learnt:
-            # LocalIds.add() inlined: the same bound, the most recent write the youngest
-            ids = known[kind]
-            before = object_id in ids
-            ids[object_id] = last
-            if before:
-                ids.move_to_end(object_id)
-            elif len(ids) > ids.limit:
-                origin[kind].pop(ids.popitem(last=False)[0], None)
-            origin[kind][object_id] = (record.source, record.line_no, before)
+            learn(self.known, self._origin, kind, object_id, last, record.source, record.line_no)
 
     def record(self, record, result):
         """A skipped or invalid event has its line too."""

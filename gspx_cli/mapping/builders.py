@@ -7,9 +7,9 @@ paths and flags bound), so mapping an event is one pass over what it holds.
 from gspx_cli.mapping import fields
 from gspx_cli.mapping.convert import INT64_MAX, INT64_MIN, has_non_finite, plain, show, to_str
 from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Update, Upsert, Write
-from gspx_cli.mapping.reading import (BODY, COORDINATES, EMPTY, FULL_NAME, LOCATION, NO_WARNINGS,
-                                      attributes, check_id, collect, event_name, event_time, finish,
-                                      first_of, first_trait, key_paths, message_id, split_name, trait_sources,
+from gspx_cli.mapping.reading import (BODY, COORDINATES, DOT_SEGMENTS, EMPTY, FULL_NAME, LOCATION, NO_WARNINGS,
+                                      attributes, check_id, collect_common, event_name, event_time, finish,
+                                      first_of, first_trait, key_paths, split_name,
                                       trait_table, user_id_of)
 
 _LOCATION_TABLES = ((LOCATION, fields.LOCATION_FIELDS), (COORDINATES, fields.COORDINATE_FIELDS))
@@ -24,7 +24,7 @@ class IdentifyBuilder:
         self._traits = trait_table(((BODY, fields.USER_FIELDS), *_LOCATION_TABLES),
                                    settings.user_attribute_map, fields.USER_DEFAULT_TRAITS)
         # names are read alias by alias, all of `traits` before `context.traits`
-        self._names = tuple((f.px, f.traits) for f in fields.NAME_FIELDS)
+        self._names = tuple((f.px, f.traits[0], f.traits) for f in fields.NAME_FIELDS)
         self._user_id_paths = key_paths(*fields.USER_ID_PATHS)
 
     def __call__(self, event, event_type, options):
@@ -40,9 +40,12 @@ class IdentifyBuilder:
         if not isinstance(ctx_traits, dict):
             ctx_traits = EMPTY
         body, location, coordinates, custom = slots = ({}, {}, {}, {})
-        collect(self._traits, traits, ctx_traits, slots, warnings)
-        for px, aliases in self._names:
-            value = traits.get(aliases[0])  # most often there: the first alias in `traits` wins at once
+        collect_common(self._traits, traits, ctx_traits, slots, warnings)
+        for px, first, aliases in self._names:
+            value = traits.get(first)  # most often there: the first alias in `traits` wins at once
+            if value.__class__ is str and value:
+                body[px] = value
+                continue
             if value is None or value == "":
                 value = first_trait(aliases, traits, ctx_traits)
             if value is not None and value.__class__ is not str:
@@ -86,18 +89,25 @@ class GroupBuilder:
         user_id, problem = user_id_of(event, self._user_id_paths, event_type)
         if problem:
             return Invalid(problem, event_type)
-        value, label = first_of(event, self._group_id_paths)
-        if value is None:
-            return Invalid("groupId is required for group", event_type)
-        group_id, problem = check_id(value, label)
-        if problem:
-            return Invalid(problem, event_type)
+        group_id = event.get("groupId")
+        # the common case decided as user_id_of() does; isprintable() is false for every control char
+        if not (group_id.__class__ is str and group_id and group_id.isprintable()
+                and group_id not in DOT_SEGMENTS):
+            value, label = first_of(event, self._group_id_paths)
+            if value is None:
+                return Invalid("groupId is required for group", event_type)
+            group_id, problem = check_id(value, label)
+            if problem:
+                return Invalid(problem, event_type)
 
         warnings = []
-        traits, _ = trait_sources(event)
+        traits = event.get("traits")  # trait_sources(), inlined: a group reads `traits` alone
+        if not isinstance(traits, dict):
+            traits = EMPTY
         body, location, coordinates, custom = slots = ({}, {}, {}, {})
-        collect(self._traits, traits, EMPTY, slots, warnings)
-        finish(body, location, coordinates, custom)
+        collect_common(self._traits, traits, EMPTY, slots, warnings)
+        if coordinates or location or custom:
+            finish(body, location, coordinates, custom)
         body["propertyKeys"] = [self._key]
 
         create, create_error = None, None
@@ -125,14 +135,13 @@ class GroupBuilder:
                     f"integrations.{option_name}.limitAPIForGroup: {show(flag)} is not a JSON boolean "
                     "(only true turns the fewer-calls flow on); ignored"
                 )
-        upsert = Upsert(
-            kind="account", id=group_id, update_body=body, create_body=create,
-            create_error=create_error, create_first=self._create_first,
-        )
+        # positional: keywords cost a call ~0.1 us more, once per group
+        upsert = Upsert("account", group_id, body, create, create_error, self._create_first)
         attach = Update("user", user_id, {"accountId": group_id})
         steps = (upsert, attach) if limit else (RequireUser(user_id), upsert, attach)
+        message = event.get("messageId")  # message_id(), inlined
         return Plan(event_type, user_id, steps, tuple(warnings) if warnings else NO_WARNINGS,
-                    message_id(event))
+                    message if message.__class__ is str and message else None)
 
 
 class TrackBuilder:

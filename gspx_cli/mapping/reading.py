@@ -95,7 +95,7 @@ BODY, LOCATION, COORDINATES, CUSTOM = 0, 1, 2, 3
 
 
 def trait_table(tables, attribute_map, defaults):
-    """trait name -> (slot, px field, conversion or None, (traits label, context.traits label)).
+    """trait name -> (slot, px field, conversion or None, traits label, context.traits label).
 
     Built once per run from fields.py's tables, so one pass over an event's traits fills a body.
     """
@@ -104,11 +104,11 @@ def trait_table(tables, attribute_map, defaults):
         for f in table:
             for trait in f.traits:
                 convert = None if f.convert is None else CONVERSIONS[f.convert]
-                rows[trait] = (slot, f.px, convert, ("traits." + trait, "context.traits." + trait))
+                rows[trait] = (slot, f.px, convert, "traits." + trait, "context.traits." + trait)
     for trait, px in attribute_map.items():
         # entries keyed by a default trait are ignored (config.py warns when loading)
         if trait not in defaults:
-            rows[trait] = (CUSTOM, px, None, ("traits." + trait, "context.traits." + trait))
+            rows[trait] = (CUSTOM, px, None, "traits." + trait, "context.traits." + trait)
     return rows
 
 
@@ -117,45 +117,70 @@ def collect(dispatch, traits, ctx_traits, slots, warnings):
 
     An empty string is no value, except for a custom attribute with no usable value in the
     other source: that is sent as "" so an app can clear it (MAPPING.md "identify").
+    The general way, trait by trait; the builders run collect_common(), which gives the same slots.
     """
     if ctx_traits:
-        for name, value in ctx_traits.items():
-            if value is None:
-                continue
-            row = dispatch.get(name)
-            if row is None:
-                continue
-            if traits:
-                shadow = traits.get(name)
-                if shadow is not None and shadow != "":
-                    continue  # `traits` wins; its value is taken below
-            if value == "":
-                if row[0] == CUSTOM:
-                    slots[CUSTOM][row[1]] = ""
-                continue
-            _put(slots, row, value, row[3][1], warnings)
+        _collect_context(dispatch, traits, ctx_traits, slots, warnings)
     for name, value in traits.items():
         if value is None:
             continue
         row = dispatch.get(name)
-        if row is not None:  # _put inlined: this loop runs per trait of every identify and group
-            slot, px, convert, labels = row
-            if value == "":
-                if slot == CUSTOM:
-                    other = ctx_traits.get(name)
-                    if other is None or other == "":
-                        slots[CUSTOM][px] = ""
+        if row is not None:
+            _take(name, row, value, ctx_traits, slots, warnings)
+
+
+def collect_common(dispatch, traits, ctx_traits, slots, warnings):
+    """collect(), with the common trait (text, or an int PX holds, sent as it is) stored without a call:
+    this loop runs per trait of every identify and group."""
+    if ctx_traits:
+        _collect_context(dispatch, traits, ctx_traits, slots, warnings)
+    for name, value in traits.items():
+        row = dispatch.get(name)
+        if row is None:
+            continue
+        convert = row[2]
+        if convert is None:
+            cls = value.__class__
+            if cls is str and value or cls is int and INT64_MIN <= value <= INT64_MAX:
+                slots[row[0]][row[1]] = value
                 continue
-            if convert is None:
-                if value.__class__ is not str:
-                    value = plain(value, labels[0], warnings)
-                    if value is None:
-                        continue
-            else:
-                value = convert(value, labels[0], warnings)
-                if value is None:
-                    continue
-            slots[slot][px] = value
+        elif value is not None and value != "":  # _put(), inlined: a conversion is never a custom attribute
+            value = convert(value, row[3], warnings)
+            if value is not None:
+                slots[row[0]][row[1]] = value
+            continue
+        if value is not None:
+            _take(name, row, value, ctx_traits, slots, warnings)
+
+
+def _collect_context(dispatch, traits, ctx_traits, slots, warnings):
+    """The values of context.traits that `traits` does not give (they come first in a body)."""
+    for name, value in ctx_traits.items():
+        if value is None:
+            continue
+        row = dispatch.get(name)
+        if row is None:
+            continue
+        if traits:
+            shadow = traits.get(name)
+            if shadow is not None and shadow != "":
+                continue  # `traits` wins; its value is taken after these
+        if value == "":
+            if row[0] == CUSTOM:
+                slots[CUSTOM][row[1]] = ""
+            continue
+        _put(slots, row, value, row[4], warnings)
+
+
+def _take(name, row, value, ctx_traits, slots, warnings):
+    """One value of `traits` (not None) into its slot."""
+    if value == "":
+        if row[0] == CUSTOM:
+            other = ctx_traits.get(name)
+            if other is None or other == "":
+                slots[CUSTOM][row[1]] = ""
+        return
+    _put(slots, row, value, row[3], warnings)
 
 
 def _put(slots, row, value, label, warnings):

@@ -10,12 +10,13 @@ object known to exist depends on which event made it known), and a shape whose `
 
 from dataclasses import dataclass
 
-from gspx_cli.mapping.plan import (RequireUser, Update, Upsert, create_path, expand_step, object_path,
-                                   surely_known)
+from gspx_cli.jsonio import fingerprint
+from gspx_cli.mapping.plan import (RequireUser, Update, Upsert, body_fingerprint, create_path, expand_step,
+                                   object_path, surely_known)
 from gspx_cli.mapping.estimate import counts_of
 
 _MAX_SHAPES = 256  # a handful occur; past this many the rest take the general way (bounds memory)
-_URLS = 4096  # object URLs remembered per kind; past this many they start again
+_URLS = 65536  # object URLs remembered per kind (~8 MB); past this many they start again
 _UPDATE_BODY, _CREATE_BODY, _BODY = 1, 2, 3  # which body of its step a request carries or a write leaves
 
 
@@ -42,6 +43,9 @@ class Templates:
 
     def __init__(self, known, mode, base_url, estimate, origin):
         self._known = known
+        # a body's digest, without the remembering wrapper where it cannot help (a body of more than one
+        # field is not asked for twice: the learn reuses what the look at `known` took)
+        self._digest = fingerprint if known.digest is body_fingerprint else known.digest
         self._mode = mode
         self._base_url = base_url
         self._estimate = estimate
@@ -53,16 +57,34 @@ class Templates:
         """The plan's requests as the general way would list them, counted and learnt, and the (kind, id)
         of its unchanged writes appended to `unchanged`; or None: take the general way (which then counts
         and learns)."""
-        known = self._known
-        digest = known.digest
         steps = plan.steps
-        shape = at = 0
+        if len(steps) == 1 and steps[0].__class__ is Upsert:  # an identify
+            requests = self._fill_upsert(steps[0], source, line_no)
+            if requests is not None:
+                return requests
+        known = self._known
+        shape = 0
         origins = None  # step index -> origin of an unchanged write's object
+        digests = []  # per step, its body's digest when the look at `known` took it (the learn reuses it)
         for step in steps:
             kind = type(step)
-            if kind is Upsert or kind is Update:
-                last = known[step.kind].get(step.id)
-                if last and last == digest(step.update_body if kind is Upsert else step.body):
+            if kind is Upsert:
+                body = step.update_body
+            elif kind is Update:
+                body = step.body
+            elif kind is RequireUser:
+                shape = shape << _STEP_BITS | (_REQUIRE + (known["user"].get(step.user_id) is None))
+                digests.append(None)
+                continue
+            else:
+                return None
+            last = known[step.kind].get(step.id)
+            if last:
+                # one fingerprint per body: an attach's one-field body by the remembering digest (once
+                # per account), any other by the plain one (no look at its cache that cannot hit)
+                got = (known.digest if len(body) == 1 else self._digest)(body)
+                digests.append(got)
+                if last == got:
                     # unchanged: listed for when the write of the event that made it known was not
                     # applied, and expanded as things stood before that write
                     got = self._origin[step.kind].get(step.id)
@@ -70,21 +92,19 @@ class Templates:
                         return None
                     if origins is None:
                         origins = {}
-                    origins[at] = got
+                    origins[len(digests) - 1] = got
                     flags = 16 + (not got[2])
                 else:
-                    flags = last is None
-                if kind is Upsert:
-                    flags += (_UPSERT + 2 * (step.create_body is None) + (4 if step.create_first else 0)
-                              + 8 * (step.kind == "account"))
-                else:
-                    flags = _UPDATE + (flags & 1) + 2 * (step.kind == "account") + (4 if flags & 16 else 0)
-                shape = shape << _STEP_BITS | flags
-            elif kind is RequireUser:
-                shape = shape << _STEP_BITS | (_REQUIRE + (known["user"].get(step.user_id) is None))
+                    flags = 0
             else:
-                return None
-            at += 1
+                digests.append(None)
+                flags = last is None
+            if kind is Upsert:
+                flags += (_UPSERT + 2 * (step.create_body is None) + (4 if step.create_first else 0)
+                          + 8 * (step.kind == "account"))
+            else:
+                flags = _UPDATE + (flags & 1) + 2 * (step.kind == "account") + (4 if flags & 16 else 0)
+            shape = shape << _STEP_BITS | flags
         template = self._shapes.get(shape, False)
         if template is False:
             if len(self._shapes) < _MAX_SHAPES:
@@ -115,20 +135,58 @@ class Templates:
                 item["when"] = when
             requests.append(item)
         template.tally.uses += 1
-        origin = self._origin
         for at, slot in template.learns:
             step = steps[at]
-            kind, object_id = step.kind, step.id
-            ids = known[kind]
-            # LocalIds.add() inlined: the most recent write the youngest (move_to_end: no delete and
-            # re-insert, which churns the OrderedDict's table); origin forgets with it
-            before = object_id in ids
-            ids[object_id] = digest(step.update_body if slot == _UPDATE_BODY else step.body) if slot else ""
-            if before:
-                ids.move_to_end(object_id)
-            elif len(ids) > ids.limit:
-                origin[kind].pop(ids.popitem(last=False)[0], None)
-            origin[kind][object_id] = (source, line_no, before)
+            if slot:
+                last = digests[at]
+                if last is None:
+                    body = step.update_body if slot == _UPDATE_BODY else step.body
+                    last = (known.digest if len(body) == 1 else self._digest)(body)
+            else:
+                last = ""
+            learn(known, self._origin, step.kind, step.id, last, source, line_no)
+        return requests
+
+    def _fill_upsert(self, step, source, line_no):
+        """fill() of a plan of one upsert whose write is not unchanged and whose shape has its template,
+        without fill()'s loops (the same shape, so the same template, requests, count and learn); None:
+        fill()'s loops decide (an unchanged write's note names the event it repeats)."""
+        known = self._known
+        kind, object_id, body = step.kind, step.id, step.update_body
+        last = known[kind].get(object_id)
+        digest = None
+        if last:
+            digest = (known.digest if len(body) == 1 else self._digest)(body)
+            if digest == last:
+                return None
+            shape = 0
+        else:
+            shape = last is None
+        shape += (_UPSERT + 2 * (step.create_body is None) + (4 if step.create_first else 0)
+                  + 8 * (kind == "account"))
+        template = self._shapes.get(shape)
+        if template is None:
+            return None
+        requests = []
+        for method, _, url, urls, _, slot, when, _ in template.requests:  # a single step's: never noted
+            if urls is not None:
+                url = urls.get(object_id)
+                if url is None:
+                    url = self._url(urls, kind, object_id)
+            if slot:
+                item = {"method": method, "url": url, "json": body if slot == _UPDATE_BODY else step.create_body}
+            else:
+                item = {"method": method, "url": url}
+            if when is not None:
+                item["when"] = when
+            requests.append(item)
+        template.tally.uses += 1
+        for _, slot in template.learns:
+            if not slot:
+                digest = ""
+            elif digest is None:
+                digest = (known.digest if len(body) == 1 else self._digest)(body)
+            learn(known, self._origin, kind, object_id, digest, source, line_no)
         return requests
 
     def _url(self, urls, kind, object_id):
@@ -200,3 +258,15 @@ class Templates:
             learns.append((at, slot))
         return Template(tuple(requests), self._estimate.tally(counts_of(calls)), tuple(learns))
 
+
+
+def learn(known, origin, kind, object_id, last, source, line_no):
+    """Remember a write the dry run's way: in known (LocalIds.add: its bound, the most recent write the
+    youngest) with its digest, and in origin which event made it; origin forgets what known forgets."""
+    ids = known[kind]
+    before = object_id in ids
+    forgotten = ids.add(object_id, last)
+    where = origin[kind]
+    if forgotten is not None:
+        where.pop(forgotten, None)
+    where[object_id] = (source, line_no, before)
