@@ -41,6 +41,8 @@ _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # None on Pytho
 # orjson.dumps leaves these to the `default` hook (absent: TypeError, so the stdlib path decides)
 _DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
 _LINE_OPTIONS = _DUMPS_OPTIONS | orjson.OPT_APPEND_NEWLINE
+# for a caller that inlines dumps()'s common case (mapping.reading.attributes)
+DUMPS_OPTIONS, FLOAT_TOKEN = _DUMPS_OPTIONS, _FLOAT_TOKEN
 
 
 def loads(text):
