@@ -26,6 +26,12 @@ _FLOAT_TOKEN_search = jsonio.FLOAT_TOKEN.search
 # set look at them costs less than measuring each (bounded: a run of ever new names measures them)
 _SHORT_NAMES = set()
 _SHORT_NAMES_KEPT = 4096
+# orjson's text of a short list or object property -> its text as jsonio.dumps() writes it, for those it writes
+# as orjson does: the same few (tags: ["beta","pro"]) recur from event to event, and a look here costs less
+# than the float and null checks and the decoding (bounded: a run of ever new values checks each)
+_TEXTS = {}
+_TEXTS_KEPT = 4096
+_TEXT_BYTES = 256
 
 # ---- reading values (MAPPING.md "Reading a value from an event") ----
 
@@ -271,12 +277,18 @@ def attributes(properties, warnings):
             continue
         if cls is list or cls is dict:  # jsonio.dumps() inlined for its common case (orjson's text is the stdlib's)
             try:
-                text = _orjson_dumps(value, option=jsonio.DUMPS_OPTIONS)
+                raw = _orjson_dumps(value, option=jsonio.DUMPS_OPTIONS)
             except TypeError:
-                text = None
-            if text is not None and b"null" not in text and not _FLOAT_TOKEN_search(text):
-                attributes[name] = text.decode("utf-8")
-                continue
+                raw = None
+            if raw is not None:
+                text = _TEXTS.get(raw)
+                if text is None and b"null" not in raw and not _FLOAT_TOKEN_search(raw):
+                    text = raw.decode("utf-8")
+                    if len(raw) <= _TEXT_BYTES and len(_TEXTS) < _TEXTS_KEPT:
+                        _TEXTS[raw] = text
+                if text is not None:
+                    attributes[name] = text
+                    continue
         if isinstance(value, (dict, list)):
             try:
                 value = jsonio.dumps(value)

@@ -30,6 +30,8 @@ _FILTERED_TAILS = {t: b'"' + tail for (t, _), tail in _SKIP_TAILS.items()}  # th
 # between a Plan's FILE:LINE and its listing, per type: `","type":T,"requests":`
 _PLAN_MIDDLES = {t: b'",' + jsonio.dumps_line({"type": t, "requests": 0})[1:-3] for t in SENT_TYPES}
 
+# what jsonio.dumps_part() runs, for the lines that inline it
+_dumps, _PART_OPTIONS, _has_null = orjson.dumps, jsonio.DUMPS_OPTIONS, jsonio.has_null
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
 # status line this often. Here rather than in progress.py so that tests (and their subprocesses,
@@ -69,8 +71,11 @@ class Reporter:
             if source is not record.source:
                 head = self._head_of(record.source)
             if head is not None:
-                listing = jsonio.dumps_part(requests)
-                if listing is not None:
+                try:  # jsonio.dumps_part(), inlined: once per event
+                    listing = _dumps(requests, option=_PART_OPTIONS)
+                except TypeError:
+                    listing = None
+                if listing is not None and not _has_null(listing):
                     (self._dry_write or self._dry_writer())(
                         b"".join((head, b"%d" % record.line_no, middle, listing, b"}\n")))
                     return
@@ -90,8 +95,11 @@ class Reporter:
             if source is not record.source:
                 head = self._head_of(record.source)
             if head is not None:
-                body = jsonio.dumps_part(body)
-                if body is not None:
+                try:  # jsonio.dumps_part(), inlined: once per event
+                    body = _dumps(body, option=_PART_OPTIONS)
+                except TypeError:
+                    body = None
+                if body is not None and not _has_null(body):
                     (self._dry_write or self._dry_writer())(
                         b"".join((head, b"%d" % record.line_no, middle, start, body, b"}]}\n")))
                     return True
