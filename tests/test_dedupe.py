@@ -122,3 +122,15 @@ def test_the_estimate_counts_every_listing_shape_as_walking_its_two_paths_does()
             estimate.add(calls)
             fewest, most = paths_cost(calls)
             assert (estimate.fewest, estimate.most) == (Counter(fewest), Counter(most)), (plan, calls)
+
+
+def test_a_memory_of_thousands_far_past_its_limit_remembers_what_the_reference_does():
+    rng = random.Random(7)
+    limit = 6_000  # the table wraps its probes and shifts entries back many times over
+    memory, reference = RunMemory(limit=limit), _Reference(limit)
+    for n in range(20_000):
+        message_id = f"m-{rng.randrange(9_000)}"
+        source = f"part-{n // 1000}.ndjson"
+        assert memory.first_or_add(message_id, source, n + 1) == reference.first_or_add(message_id, source, n + 1)
+    assert len(memory) == limit
+    assert [memory.delivered_at(f"m-{k}") for k in range(9_000)] == [reference.seen.get(f"m-{k}") for k in range(9_000)]

@@ -16,8 +16,16 @@ from gspx_cli.state.ledger import DELIVERED, FAILED, INTERRUPTED, SKIPPED
 from gspx_cli.mapping.estimate import Estimate, counts_of
 from gspx_cli.mapping.plan import CREATE_ONLY, Call, KnownInMemory, expand, listing, surely_known
 from gspx_cli.mapping.templates import Templates, learn
+from gspx_cli import jsonio
 
 QUEUE_PER_WORKER = 64  # bounds memory: the coordinator stops taking input past concurrency x this many queued events
+
+
+def listing_start(method, url):
+    """The text of the dry-run listing [{"method":M,"url":U,"json":BODY}] up to BODY, as jsonio.dumps_line
+    writes it (Reporter.dry_run_listed); None where a line holding it takes the general way (a null in it)."""
+    text = jsonio.dumps_part([{"method": method, "url": url, "json": 0}])
+    return text[:-3] if text is not None and text.endswith(b":0}]") else None
 
 
 class PrintSink:
@@ -55,6 +63,16 @@ class PrintSink:
             custom = self._custom.get(call.path)
             if custom is not None and custom[0] == call.method:
                 custom[1].uses += 1
+                if self.error is None and custom[3] is not None:
+                    try:  # the listing's text up to the body made once: only the body is written per event
+                        if self._reporter.dry_run_listed(record, plan.type, custom[3], call.body):
+                            return DELIVERED
+                    except BrokenPipeError:
+                        raise
+                    except OSError as exc:
+                        self.error = OutputError(None, "standard output", exc)
+                        self._reporter.abandon_out()
+                        return DELIVERED
                 requests = [{"method": call.method, "url": custom[2], "json": call.body}]
             else:
                 self._count_custom(call)
@@ -88,8 +106,9 @@ class PrintSink:
         if call.body is not None and call.when is None and call.known is None and call.alt is None \
                 and call.unless is None and call.created is None and len(self._custom) < 64 \
                 and call.path not in self._custom:
-            self._custom[call.path] = (call.method, self.estimate.tally(counts_of([call])),
-                                       self._base_url + call.path)
+            url = self._base_url + call.path
+            self._custom[call.path] = (call.method, self.estimate.tally(counts_of([call])), url,
+                                       listing_start(call.method, url))
 
     def _learn(self, learnt, record):
         """What a plan taught (surely_known) into known, and which event taught it into origin."""

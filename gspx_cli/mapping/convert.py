@@ -36,6 +36,7 @@ _GENDERS = {
     "o": "OTHER", "other": "OTHER", "others": "OTHER",
 }
 _isfinite = math.isfinite
+_fromisoformat = datetime.fromisoformat
 
 
 # ---- conversions (MAPPING.md "Conversions"); each returns None when the value is left out ----
@@ -72,7 +73,10 @@ def _finite(number, field, warnings, problem):
 def to_epoch_ms(value, field="value", warnings=None):
     """ISO 8601 text or epoch-ms number -> epoch milliseconds (int); None (and a warning) if unusable."""
     if isinstance(value, str):
-        try:  # the common, well-formed case: no copy, no regex
+        ms = iso_ms(value)
+        if ms is not None:  # the common, well-formed case
+            return ms
+        try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = _parse_iso_slow(value)
@@ -96,6 +100,22 @@ def to_epoch_ms(value, field="value", warnings=None):
         return _int64(int(value), field, warnings)  # int() truncates toward zero
     _warn(warnings, field, f"cannot parse timestamp {show(value)}")
     return None
+
+
+def iso_ms(text):
+    """to_epoch_ms(text) for ISO 8601 text that fromisoformat() reads as it is, its date and time
+    separated as MAPPING.md says (the common case: no copy, no regex); None for any other text, which
+    to_epoch_ms() then reads or warns about."""
+    try:
+        parsed = _fromisoformat(text)
+    except ValueError:
+        return None
+    if text[4:5] != "-" or text[10:11] not in _SEPARATORS:
+        return None  # a basic-format date ("20240501T..."), for _separated_well() to look at
+    if parsed.tzinfo is None:  # no offset, or a bare date: UTC
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    # floor to the millisecond = dropping the finer digits, also before 1970 (one exact C division)
+    return (parsed - _EPOCH) // _ONE_MS
 
 
 def _separated_well(value):

@@ -6,6 +6,8 @@ What the per-type builders share; pure functions of the event (and of tables mad
 import math
 import re
 
+import orjson
+
 from gspx_cli import jsonio
 from gspx_cli.mapping import fields
 from gspx_cli.mapping.convert import CONVERSIONS, INT64_MAX, INT64_MIN, plain, show, to_epoch_ms
@@ -18,6 +20,18 @@ _CONTROL_CHARS = re.compile("[\x00-\x1f]")
 DOT_SEGMENTS = frozenset({".", ".."})
 NO_WARNINGS = ()
 _isfinite = math.isfinite
+_orjson_dumps = orjson.dumps
+_FLOAT_TOKEN_search = jsonio.FLOAT_TOKEN.search
+# attribute names known to be short enough: an event's names are most often those of earlier events, and a
+# set look at them costs less than measuring each (bounded: a run of ever new names measures them)
+_SHORT_NAMES = set()
+_SHORT_NAMES_KEPT = 4096
+# orjson's text of a short list or object property -> its text as jsonio.dumps() writes it, for those it writes
+# as orjson does: the same few (tags: ["beta","pro"]) recur from event to event, and a look here costs less
+# than the float and null checks and the decoding (bounded: a run of ever new values checks each)
+_TEXTS = {}
+_TEXTS_KEPT = 4096
+_TEXT_BYTES = 256
 
 # ---- reading values (MAPPING.md "Reading a value from an event") ----
 
@@ -286,6 +300,20 @@ def attributes(properties, warnings):
             continue
         if value is None or name == "globalContext":
             continue
+        if cls is list or cls is dict:  # jsonio.dumps() inlined for its common case (orjson's text is the stdlib's)
+            try:
+                raw = _orjson_dumps(value, option=jsonio.DUMPS_OPTIONS)
+            except TypeError:
+                raw = None
+            if raw is not None:
+                text = _TEXTS.get(raw)
+                if text is None and b"null" not in raw and not _FLOAT_TOKEN_search(raw):
+                    text = raw.decode("utf-8")
+                    if len(raw) <= _TEXT_BYTES and len(_TEXTS) < _TEXTS_KEPT:
+                        _TEXTS[raw] = text
+                if text is not None:
+                    attributes[name] = text
+                    continue
         if isinstance(value, (dict, list)):
             try:
                 value = jsonio.dumps(value)
@@ -302,12 +330,15 @@ def attributes(properties, warnings):
             f"properties: {len(attributes)} attributes, more than the {MAX_EVENT_ATTRIBUTES} "
             "Gainsight PX accepts for a custom event"
         )
-    if attributes and max(map(len, attributes)) > MAX_ATTRIBUTE_NAME_CHARS:
-        for name in (n for n in attributes if len(n) > MAX_ATTRIBUTE_NAME_CHARS):
-            warnings.append(
-                f"properties.{name[:40]}...: attribute name is {len(name)} characters, more than "
-                f"the {MAX_ATTRIBUTE_NAME_CHARS} Gainsight PX accepts"
-            )
+    if not _SHORT_NAMES.issuperset(attributes):  # a name not seen before (a handful a run)
+        if max(map(len, attributes)) > MAX_ATTRIBUTE_NAME_CHARS:
+            for name in (n for n in attributes if len(n) > MAX_ATTRIBUTE_NAME_CHARS):
+                warnings.append(
+                    f"properties.{name[:40]}...: attribute name is {len(name)} characters, more than "
+                    f"the {MAX_ATTRIBUTE_NAME_CHARS} Gainsight PX accepts"
+                )
+        elif len(_SHORT_NAMES) < _SHORT_NAMES_KEPT:
+            _SHORT_NAMES.update(attributes)
     return attributes
 
 

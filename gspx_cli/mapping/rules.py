@@ -23,6 +23,16 @@ class Mapper:
 
     def map(self, event):
         """One event -> Plan, Skipped or Invalid."""
+        if event.__class__ is dict:  # the usual event: a type in lower case, no integrations to read
+            raw_type = event.get("type")
+            if raw_type.__class__ is str:
+                handler = self._handlers.get(raw_type)
+                if handler is not None and not event.get("integrations"):
+                    return handler(event, raw_type, None)
+        return self.general(event)
+
+    def general(self, event):
+        """map() of any value."""
         if not isinstance(event, dict):
             return Invalid("event is not a JSON object")
         raw_type = event.get("type")

@@ -29,6 +29,9 @@ _SKIP_TAILS = {(t, FILTERED): jsonio.dumps_line({"type": t, "skipped": FILTERED}
 _FILTERED_TAILS = {t: b'"' + tail for (t, _), tail in _SKIP_TAILS.items()}  # the same, after FILE:LINE's closing quote
 # between a Plan's FILE:LINE and its listing, per type: `","type":T,"requests":`
 _PLAN_MIDDLES = {t: b'",' + jsonio.dumps_line({"type": t, "requests": 0})[1:-3] for t in SENT_TYPES}
+
+# what jsonio.dumps_part() runs, for the lines that inline it
+_dumps, _PART_OPTIONS, _has_null = orjson.dumps, jsonio.DUMPS_OPTIONS, jsonio.has_null
 DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~250 KB); flushed sooner when input pauses
 # CLI.md --progress: where the display cannot animate (a log file, a pipe, TERM=dumb), one plain
 # status line this often. Here rather than in progress.py so that tests (and their subprocesses,
@@ -68,8 +71,11 @@ class Reporter:
             if source is not record.source:
                 head = self._head_of(record.source)
             if head is not None:
-                listing = jsonio.dumps_part(requests)
-                if listing is not None:
+                try:  # jsonio.dumps_part(), inlined: once per event
+                    listing = _dumps(requests, option=_PART_OPTIONS)
+                except TypeError:
+                    listing = None
+                if listing is not None and not _has_null(listing):
                     (self._dry_write or self._dry_writer())(
                         b"".join((head, b"%d" % record.line_no, middle, listing, b"}\n")))
                     return
@@ -78,6 +84,26 @@ class Reporter:
             line["unchanged"] = "; ".join(f"same as the last write to {kind} {object_id}"
                                           for kind, object_id in unchanged)
         (self._dry_write or self._dry_writer())(jsonio.dumps_line(line))
+
+    def dry_run_listed(self, record, event_type, start, body):
+        """dry_run_plan() of a one-request listing (a custom event's) whose text up to its body is `start`
+        (listing_start()): the line is made of the head, the line number, the middle, start and the body's
+        orjson text. False, with nothing written, where the line takes the general way (dry_run_plan)."""
+        middle = _PLAN_MIDDLES.get(event_type)
+        if middle is not None and record.line_no:
+            source, head = self._head
+            if source is not record.source:
+                head = self._head_of(record.source)
+            if head is not None:
+                try:  # jsonio.dumps_part(), inlined: once per event
+                    body = _dumps(body, option=_PART_OPTIONS)
+                except TypeError:
+                    body = None
+                if body is not None and not _has_null(body):
+                    (self._dry_write or self._dry_writer())(
+                        b"".join((head, b"%d" % record.line_no, middle, start, body, b"}]}\n")))
+                    return True
+        return False
 
     def dry_run(self, record, result, requests=None, unchanged=()):
         """One CLI.md dry-run line for one event; requests: a Plan's listing; unchanged: the (kind, id)
