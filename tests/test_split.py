@@ -105,3 +105,15 @@ def test_plain_chunks_take_the_quick_way(monkeypatch):
     taken.clear()
     list(reader._split("in", iter([data + b"\n" + data]), 1000, 0, None))  # a blank line: line by line
     assert taken == [False]
+
+
+@pytest.mark.parametrize("size", [64, 5000])
+def test_a_file_of_overlong_lines_is_still_handed_on_in_batches_of_max_batch(monkeypatch, size):
+    # a regular file is always ready(), so nothing but the batch bound cuts it: one batch of every
+    # overlong line would hold them all (memory, and what a stop leaves read but not sent)
+    monkeypatch.setattr(reader, "MAX_BATCH", 4)
+    data = b"".join(b"x" * 100 + b"\n" for _ in range(30))  # lines both within a chunk and across chunks
+    batches = list(reader._split("in", iter(pieces(data, size)), 10, 0, None, lambda: True))
+    assert max(len(b) for b in batches) <= 4
+    assert [i.line_no for b in batches for i in b] == list(range(1, 31))
+    assert all(i.problem.startswith("line is longer than 10 bytes") for b in batches for i in b)

@@ -259,7 +259,6 @@ class Templates:
         return Template(tuple(requests), self._estimate.tally(counts_of(calls)), tuple(learns))
 
 
-
 def learn(known, origin, kind, object_id, last, source, line_no):
     """Remember a write the dry run's way: in known (LocalIds.add: its bound, the most recent write the
     youngest) with its digest, and in origin which event made it; origin forgets what known forgets."""

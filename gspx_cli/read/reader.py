@@ -1,8 +1,7 @@
 """Input reading: NDJSON files / stdin / .gz / directories / object-store prefixes cut into lines that know
 their file:line (CLI.md "gspx send"); shapes.py says what each line holds."""
 
-import itertools
-from itertools import count, repeat
+from itertools import chain, count, repeat
 import os
 import select
 import stat
@@ -276,7 +275,7 @@ def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped, admit=Non
             return
         # CLI.md: a .gz FILE is gzip; other inputs (stdin included) are gunzipped only when
         # they start with the gzip magic bytes, which a text line never does.
-        stream = itertools.chain((first,), chunks) if first else chunks
+        stream = chain((first,), chunks) if first else chunks
         if path.lower().endswith(".gz") or _starts_with_gzip(first):
             stream = gunzip(stream)
         tally = [] if ended is not None else None
@@ -373,6 +372,9 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
                     batch.extend(_line(source, line_no, b"".join(tail), max_line_bytes))
                 tail, tail_len = [], 0
                 start = nl + 1  # not chunk[nl + 1:]: copying the chunk cost as much as splitting it
+                if len(batch) >= MAX_BATCH:  # lines longer than a chunk add one record a chunk
+                    yield batch
+                    batch = []
             if chunk.find(b"\n", start) < 0:  # no more line ends: keep or drop the rest
                 lines, last = _NOTHING, chunk[start:]  # no copy when start is 0
             else:
@@ -398,9 +400,9 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
                     continue
                 if len(line) > max_line_bytes and (len(line) - (line[-1] == 13)) > max_line_bytes:  # 13: "\r"
                     batch.append(_overlong(source, line_no, max_line_bytes))
-                    continue
-                batch.append((source, line_no, line, False))
-                if len(batch) >= MAX_BATCH:
+                else:
+                    batch.append((source, line_no, line, False))
+                if len(batch) >= MAX_BATCH:  # also after an overlong line: a file of them is still cut
                     yield batch
                     batch = []
             if last:
