@@ -38,11 +38,10 @@ class Dispatcher:
         self._counted = set()  # the types of which a left-out event was settled one by one
         self._delivered = {}  # event type -> events completed at once, delivered and not yet counted
         self._delivered_types = set()  # the types of which a delivered event was settled one by one
-        # _kept_quickly: a --type filter decides on the type alone, and the print sink writes each left-out
-        # event's line through reporter.dry_run_filtered(), as _kept_quickly does itself
-        from gspx_cli.delivery.sinks import PrintSink  # loaded by the run before (coordinator), not at start-up
-
-        self._by_type = self._filter is not None and self._filter.by_type_only and isinstance(sink, PrintSink)
+        # _kept_quickly: a --type filter decides on the type alone, and the sink writes each left-out event's
+        # line through reporter.dry_run_filtered(), as _kept_quickly does itself
+        self._by_type = (self._filter is not None and self._filter.by_type_only
+                         and getattr(sink, "filtered_lines_by_reporter", False))
         self._verdicts = {}  # a bare event's "type" -> _verdict(): its fate under a --type filter
 
     def dispatch(self, batch):

@@ -33,6 +33,9 @@ class PrintSink:
 
     remembers = False  # a dry run settles nothing: the checkpoint's memory is neither read nor written
     completes_at_once = True  # submit() returns the outcome: the coordinator remembers a messageId as it submits
+    # record_filtered() writes the line through reporter.dry_run_filtered(): the dispatcher may write it
+    # itself from the reporter's parts (Dispatcher._kept_quickly)
+    filtered_lines_by_reporter = True
 
     def __init__(self, reporter, base_url, mode=None):
         self._reporter = reporter
