@@ -360,6 +360,25 @@ def test_coordinator_takes_no_more_input_while_the_sink_is_full(tmp_path):
     assert ledger.stats.read < 3000  # the reader was held back: at most a few batches read ahead
 
 
+def test_dry_run_with_stdout_closed_stops_with_a_message_not_a_traceback(tmp_path):
+    # `gspx send --dry-run ... >&-`: the interpreter starts with sys.stdout None
+    cfg = write_config(tmp_path, "https://px.example.test/v1")
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(track(n) + "\n" for n in range(20)))
+    report = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "GSPX_CONFIG")}
+    with open(tmp_path / "gspx.err", "w") as err:
+        proc = subprocess.run([sys.executable, "-m", "gspx_cli", "send", "--dry-run", "-c", cfg, "--report",
+                               str(report), str(events)], stdin=subprocess.DEVNULL, stderr=err, env=env,
+                              cwd=str(tmp_path), timeout=60, preexec_fn=lambda: os.close(1))
+    assert proc.returncode == 1
+    err = (tmp_path / "gspx.err").read_text()
+    assert "error: cannot write standard output: standard output is closed" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    data = json.loads(report.read_text())
+    assert data["stopped"] == "output" and data["read"] == data["delivered"] + data["not_sent"]
+
+
 def test_dry_run_to_a_full_disk_stops_with_a_message_not_a_traceback(tmp_path):
     cfg = write_config(tmp_path, "https://px.example.test/v1")
     events = tmp_path / "events.ndjson"

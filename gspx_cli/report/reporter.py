@@ -2,6 +2,7 @@
 and the summary to stderr. Reporter writes the lines itself and hands the rest to progress.py (the
 live progress), summary.py (the end-of-run summary) and report_json.py (the --report JSON)."""
 
+import errno
 import os
 import sys
 import time
@@ -39,11 +40,25 @@ DRY_RUN_BLOCK_LINES = 256  # dry-run lines written to a file or pipe at once (~2
 PLAIN_PROGRESS_SECONDS = 10.0
 
 
+class _ClosedOutput:
+    """Standard output when the process was started without one: every write fails, as on a closed file."""
+
+    def write(self, data):
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def flush(self):
+        raise OSError(errno.EBADF, "standard output is closed")
+
+    def fileno(self):
+        raise OSError(errno.EBADF, "standard output is closed")
+
+
 class Reporter:
     """Writes everything a run shows; `progress` None means "only when stderr is a terminal"."""
 
     def __init__(self, *, out=None, err=None, verbose=False, quiet=False, progress=None):
-        self._out = out or sys.stdout
+        # a closed stdout (`>&-`) leaves sys.stdout None: its lines fail as a full disk's do (exit 1, said why)
+        self._out = out or sys.stdout or _ClosedOutput()
         err = err or sys.stderr
         self._err = err
         self._console = None
