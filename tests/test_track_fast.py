@@ -190,3 +190,11 @@ def test_the_usual_track_is_mapped_in_one_pass_without_the_general_way(monkeypat
     monkeypatch.setattr(TRACK, "general", general)
     assert isinstance(MAPPER.map(usual()), Plan)
     assert isinstance(MAPPER.map(usual(properties={}, context={"page": {"url": "u"}})), Plan)
+
+
+def test_mapper_calls_the_builders_it_holds_for_each_type():
+    # map() calls each builder's bound __call__ (kept beside _handlers): the very builders, the same plans
+    for name, builder in MAPPER._handlers.items():
+        assert MAPPER._calls[name].__self__ is builder
+    assert MAPPER.map(usual()) == TRACK(usual(), "track", None) == TRACK.general(usual(), "track", None)
+    assert MAPPER.map({**usual(), "type": "Track"}) == TRACK(usual(), "track", None)  # the general way's lookup

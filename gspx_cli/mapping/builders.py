@@ -6,7 +6,8 @@ paths and flags bound), so mapping an event is one pass over what it holds.
 
 from gspx_cli.mapping import fields
 from gspx_cli.mapping.convert import INT64_MAX, INT64_MIN, has_non_finite, iso_ms, plain, show, to_str
-from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Update, Upsert, Write
+from gspx_cli.mapping.plan import (CUSTOM_EVENTS_PATH, Invalid, Plan, RequireUser, Update, Upsert, Write,
+                                   custom_event_plan)
 from gspx_cli.mapping.reading import (BODY, COORDINATES, DOT_SEGMENTS, EMPTY, FULL_NAME, LOCATION, NO_WARNINGS,
                                       attributes, check_id, collect_common, event_name, event_time, finish,
                                       first_of, first_trait, key_paths, split_name,
@@ -214,9 +215,8 @@ class TrackBuilder:
         if not self._global_context:
             del body["globalContext"]
         message = event.get("messageId")
-        return Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),),
-                    tuple(warnings) if warnings else NO_WARNINGS,
-                    message if message.__class__ is str and message else None)
+        return custom_event_plan(event_type, user_id, body, tuple(warnings) if warnings else NO_WARNINGS,
+                                 message if message.__class__ is str and message else None)
 
     def general(self, event, event_type, options):
         """Any track event, each value read and converted as MAPPING.md "track" says."""

@@ -164,6 +164,29 @@ class Call(_Value):
 # One unconditional write (post a custom event) is a plan step that is already its own Call: mapping
 # builds it once and the executor and the dry run read it as is.
 Write = Call
+_new = object.__new__
+
+
+def custom_event_plan(event_type, user_id, body, warnings, message_id):
+    """Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),), warnings, message_id), the plan
+    of every track, with its slots set in place rather than through the two constructors' calls (the
+    same classes and values: tests/test_plan_values.py pins it to them, every slot included)."""
+    write = _new(Call)
+    write.method = "POST"
+    write.path = CUSTOM_EVENTS_PATH
+    write.body = body
+    write.when = write.ok = write.missing = write.refused = write.known = write.wrote = write.alt = None
+    write.fresh = False
+    write.duplicate = write.created = write.unless = None
+    plan = _new(Plan)
+    plan.type = event_type
+    plan.user_id = user_id
+    plan.steps = (write,)
+    plan.warnings = warnings
+    plan.message_id = message_id
+    return plan
+
+
 CREATE_MESSAGE = object()  # Call.missing: fail with the refused create's message (MAPPING.md "Upserts")
 SKIP = object()  # Call.missing: the object is not in PX and update-only may not create it: skip the event
 

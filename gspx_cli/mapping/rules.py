@@ -20,13 +20,16 @@ class Mapper:
     def __init__(self, settings):
         self._handlers = {"identify": IdentifyBuilder(settings), "group": GroupBuilder(settings),
                           "track": TrackBuilder(settings)}
+        # what map() calls: each builder's bound __call__, as calling the instance goes through the type's
+        # call slot (an argument tuple and a method look-up per event)
+        self._calls = {name: builder.__call__ for name, builder in self._handlers.items()}
 
     def map(self, event):
         """One event -> Plan, Skipped or Invalid."""
         if event.__class__ is dict:  # the usual event: a type in lower case, no integrations to read
             raw_type = event.get("type")
             if raw_type.__class__ is str:
-                handler = self._handlers.get(raw_type)
+                handler = self._calls.get(raw_type)
                 if handler is not None and not event.get("integrations"):
                     return handler(event, raw_type, None)
         return self.general(event)
@@ -39,7 +42,7 @@ class Mapper:
         if not isinstance(raw_type, str) or not raw_type:
             return Invalid("event has no type")
         event_type = raw_type.lower()
-        handler = self._handlers.get(event_type)
+        handler = self._calls.get(event_type)
         if handler is None:
             if event_type in fields.SKIPPED_TYPES:
                 return Skipped(event_type, f"{event_type} events are not sent to Gainsight PX")

@@ -1,0 +1,45 @@
+"""plan.custom_event_plan, the plan of every track made with its slots set in place, pinned to the same
+plan made by the Plan and Write constructors: same classes, every slot, equality, repr and hashing."""
+
+import pytest
+
+from gspx_cli.mapping.plan import CUSTOM_EVENTS_PATH, Call, Plan, Write, custom_event_plan, describe, expand
+
+BODY = {"identifyId": "u1", "eventName": "Clicked", "date": 1714560072741, "attributes": {"n": 1}}
+CASES = [
+    ("track", "u1", BODY, (), "m1"),
+    ("track", "u2", {}, ("properties: not an object (3); ignored",), None),
+    ("track", "ü/ \ud7ff", {"x": None, "y": [1.5, "null"]}, ("a", "b"), "m-ü"),
+]
+
+
+def by_constructors(event_type, user_id, body, warnings, message_id):
+    return Plan(event_type, user_id, (Write("POST", CUSTOM_EVENTS_PATH, body),), warnings, message_id)
+
+
+@pytest.mark.parametrize("args", CASES)
+def test_custom_event_plan_is_the_constructors_plan_slot_for_slot(args):
+    fast, general = custom_event_plan(*args), by_constructors(*args)
+    assert type(fast) is Plan and type(fast.steps) is tuple and type(fast.steps[0]) is Call
+    # every slot is set (a slot added to Call or Plan and not to the factory fails here, not in a run)
+    assert [getattr(fast.steps[0], name) for name in Call.__slots__] == list(general.steps[0]._fields())
+    assert [getattr(fast, name) for name in Plan.__slots__] == list(general._fields())
+    assert fast == general and not fast != general
+    assert repr(fast) == repr(general)
+    assert fast.steps[0].body is args[2]
+
+
+def test_custom_event_plan_is_unhashable_and_mutable_where_the_constructors_plan_is():
+    fast, general = custom_event_plan(*CASES[0]), by_constructors(*CASES[0])
+    for plan in (fast, general):
+        with pytest.raises(TypeError):
+            hash(plan)  # its Call is mutable, so unhashable, as the dataclass was
+    fast.steps[0].when = "x"  # a dry run may annotate a Call
+    assert fast != general
+
+
+def test_custom_event_plan_lists_and_expands_as_the_constructors_plan():
+    fast, general = custom_event_plan(*CASES[0]), by_constructors(*CASES[0])
+    assert expand(fast, {"user": {}, "account": {}}) == expand(general, {"user": {}, "account": {}})
+    assert describe(fast, "https://px") == describe(general, "https://px") == [
+        {"method": "POST", "url": "https://px/events/custom", "json": BODY}]
