@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gspx_cli.config import Settings
-from gspx_cli.mapping.builders import IdentifyBuilder
+from gspx_cli.mapping.builders import GroupBuilder, IdentifyBuilder
 from gspx_cli.mapping.plan import Invalid
 
 KEY = "AP-TEST-1"
@@ -99,3 +99,40 @@ def test_shapes_past_the_bound_take_the_general_way_and_map_alike():
         event = _event(traits)
         assert _seen(builder(event, "identify", None)) == _seen(builder.general(event, "identify", None))
     assert len(builder._shapes._made) == 64
+
+
+GROUP_SETTINGS = Settings(product_tag_key=KEY, base_url="https://api.aptrinsic.com/v1",
+                          account_attribute_map={"cultureField": "culture", "other": "culture"})
+GROUP_USUAL = {"name": "Company g1", "industry": "Finance", "numberOfEmployees": 8042, "plan": "pro",
+               "website": "https://g1.example.com", "cultureField": "remote-first"}
+group_names = st.sampled_from(sorted({*GROUP_USUAL, "createDate", "lastModifiedDate", "numberOfUsers", "city",
+                                      "latitude", "longitude", "other", "groupId", "unknown"}))
+
+
+def _group_seen(plan):
+    if isinstance(plan, Invalid):
+        return repr(plan)
+    upsert = plan.steps[-2]
+    return (json.dumps([[type(step).__name__ for step in plan.steps], upsert.id, list(upsert.update_body.items()),
+                        upsert.create_body and list(upsert.create_body.items()), upsert.create_error]),
+            plan.warnings, plan.message_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(GROUP_USUAL)) | group_names, values, max_size=4),
+       st.lists(group_names, max_size=3), stamps)
+@example({"name": None}, [], TS)
+@example({"numberOfEmployees": "12", "plan": ""}, [], "bad")
+@example({"latitude": 1.5, "city": "Rome", "other": ""}, [], TS)
+def test_a_group_mapped_by_its_trait_shape_equals_the_general_way(change, drop, stamp):
+    builder = GroupBuilder(GROUP_SETTINGS)
+    traits = {**GROUP_USUAL, **change}
+    for name in drop:
+        traits.pop(name, None)
+    event = {"type": "group", "userId": "u1", "groupId": "g1", "messageId": "m1", "traits": traits}
+    if stamp is not None:
+        event["timestamp"] = stamp
+    builder({**event, "traits": dict(traits.fromkeys(traits, "x"))}, "group", None)  # the shape made earlier
+    for _ in range(2):
+        assert _group_seen(builder(event, "group", None)) == _group_seen(builder.general(event, "group", None))
+    assert len(builder._shapes._made) == 1

@@ -110,6 +110,16 @@ class GroupBuilder:
         # for group events `traits` describe the account, so they are not read for the user id
         self._user_id_paths = key_paths(*fields.GROUP_USER_ID_PATHS)
         self._group_id_paths = key_paths(*fields.GROUP_ID_PATHS)
+        # the usual group's body made by code made once per trait-name shape; None: the general way only
+        self._shapes = Shapes(self._traits, (), f"'propertyKeys': [{self._key!r}]")
+
+    def general(self, event, event_type, options):
+        """The group's Plan the general way alone (trait by trait), which the shape's way must equal."""
+        shapes, self._shapes = self._shapes, None
+        try:
+            return self(event, event_type, options)
+        finally:
+            self._shapes = shapes
 
     def __call__(self, event, event_type, options):
         user_id, problem = user_id_of(event, self._user_id_paths, event_type)
@@ -130,11 +140,14 @@ class GroupBuilder:
         traits = event.get("traits")  # trait_sources(), inlined: a group reads `traits` alone
         if not isinstance(traits, dict):
             traits = EMPTY
-        body, location, coordinates, custom = slots = ({}, {}, {}, {})
-        collect_common(self._traits, traits, EMPTY, slots, warnings)
-        if coordinates or location or custom:
-            finish(body, location, coordinates, custom)
-        body["propertyKeys"] = [self._key]
+        body = None if self._shapes is None else self._shapes.body(traits, warnings)
+        if body is None:
+            warnings = []  # the general way warns again, from the start
+            body, location, coordinates, custom = slots = ({}, {}, {}, {})
+            collect_common(self._traits, traits, EMPTY, slots, warnings)
+            if coordinates or location or custom:
+                finish(body, location, coordinates, custom)
+            body["propertyKeys"] = [self._key]
 
         create, create_error = None, None
         if "name" in body:

@@ -1,14 +1,15 @@
-"""An identify's traits mapped by code made once per trait-name shape (issue 22).
+"""An identify's or a group's traits mapped by code made once per trait-name shape (issue 22).
 
 The events of a source most often carry the same trait names in the same order: for such a shape, the
 body collect_common(), the names loop and finish() would build is known but for the values. Shapes.body()
 makes, once per shape, a function that takes the values in one unpacking, checks each is what the general
 way passes unchanged (text, or an int PX holds) or converts it, and builds the body as one literal, in the
 order the general way inserts its keys. Any value that needs more (None, "", another type, a failed
-conversion), context.traits, a missing first alias of a name: None, and the builder takes the general way.
+conversion), context.traits (an identify's), a missing first alias of a name: None, and the builder takes
+the general way.
 """
 
-from gspx_cli.mapping.convert import INT64_MAX, INT64_MIN, iso_ms, to_epoch_ms
+from gspx_cli.mapping.convert import INT64_MAX, INT64_MIN, iso_ms, to_epoch_ms, to_number
 from gspx_cli.mapping.reading import BODY, COORDINATES, CUSTOM, LOCATION
 
 _MAX_SHAPES = 64  # a handful occur; past this many the rest take the general way (bounds memory and compiling)
@@ -57,6 +58,9 @@ class Shapes:
                 if convert is to_epoch_ms:  # what to_epoch_ms() returns first, without its call
                     lines.append(f"w{i} = iso_ms({value}) if {value}.__class__ is str else None")
                     lines.append(f"if w{i} is None: w{i} = c{i}({value}, {label!r}, warnings)")
+                elif convert is to_number:  # an int PX holds is its own number, without the call
+                    lines.append(f"w{i} = {value} if {value}.__class__ is int and {INT64_MIN} <= {value} <= "
+                                 f"{INT64_MAX} else c{i}({value}, {label!r}, warnings)")
                 else:
                     lines.append(f"w{i} = c{i}({value}, {label!r}, warnings)")
                 lines.append(f"if w{i} is None: return None")
@@ -83,7 +87,8 @@ class Shapes:
             f"    return {{{', '.join(filter(None, entries))}}}",
         ))
         namespace = {"iso_ms": iso_ms, **conversions}
-        exec(compile(source, "<traits shape>", "exec"), namespace)  # noqa: S102 - text made from the table's own names (repr'd)
+        # the text holds only the table's names and labels (as repr() writes them), never an event's
+        exec(compile(source, "<traits shape>", "exec"), namespace)  # noqa: S102
         return namespace["make"]
 
 
