@@ -12,6 +12,7 @@ from gspx_cli.mapping.reading import (BODY, COORDINATES, DOT_SEGMENTS, EMPTY, FU
                                       attributes, check_id, collect_common, event_name, event_time, finish,
                                       first_of, first_trait, key_paths, split_name,
                                       trait_table, user_id_of)
+from gspx_cli.mapping.traitshapes import Shapes
 
 _LOCATION_TABLES = ((LOCATION, fields.LOCATION_FIELDS), (COORDINATES, fields.COORDINATE_FIELDS))
 
@@ -27,6 +28,17 @@ class IdentifyBuilder:
         # names are read alias by alias, all of `traits` before `context.traits`
         self._names = tuple((f.px, f.traits[0], f.traits) for f in fields.NAME_FIELDS)
         self._user_id_paths = key_paths(*fields.USER_ID_PATHS)
+        # the usual identify's body made by code made once per trait-name shape; None: the general way only
+        self._shapes = Shapes(self._traits, tuple(px for px, _, _ in self._names),
+                              f"'type': 'USER', 'propertyKeys': [{self._key!r}]")
+
+    def general(self, event, event_type, options):
+        """The identify's Plan the general way alone (trait by trait), which the shape's way must equal."""
+        shapes, self._shapes = self._shapes, None
+        try:
+            return self(event, event_type, options)
+        finally:
+            self._shapes = shapes
 
     def __call__(self, event, event_type, options):
         user_id, problem = user_id_of(event, self._user_id_paths, event_type)
@@ -40,6 +52,30 @@ class IdentifyBuilder:
         ctx_traits = context.get("traits") if isinstance(context, dict) else None
         if not isinstance(ctx_traits, dict):
             ctx_traits = EMPTY
+        body = None
+        if not ctx_traits and self._shapes is not None:
+            body = self._shapes.body(traits, warnings)
+            if body is None:
+                warnings = []  # the general way warns again, from the start
+        if body is None:
+            body = self._body(traits, ctx_traits, warnings)
+
+        create = {"identifyId": user_id, **body}
+        if "signUpDate" not in body or "createDate" not in body:
+            when = event.get("timestamp")  # event_time()'s first reading, without its calls
+            when = iso_ms(when) if when.__class__ is str else None
+            if when is None:
+                when = event_time(event, warnings)
+            if when is not None:
+                create.setdefault("signUpDate", when)
+                create.setdefault("createDate", when)
+        message = event.get("messageId")  # message_id(), inlined
+        return Plan(event_type, user_id, (Upsert("user", user_id, body, create, None, self._create_first),),
+                    tuple(warnings) if warnings else NO_WARNINGS,
+                    message if message.__class__ is str and message else None)
+
+    def _body(self, traits, ctx_traits, warnings):
+        """The user's body, trait by trait."""
         body, location, coordinates, custom = slots = ({}, {}, {}, {})
         collect_common(self._traits, traits, ctx_traits, slots, warnings)
         for px, first, aliases in self._names:
@@ -59,17 +95,7 @@ class IdentifyBuilder:
             finish(body, location, coordinates, custom)
         body["type"] = "USER"
         body["propertyKeys"] = [self._key]
-
-        create = {"identifyId": user_id, **body}
-        if "signUpDate" not in body or "createDate" not in body:
-            when = event_time(event, warnings)
-            if when is not None:
-                create.setdefault("signUpDate", when)
-                create.setdefault("createDate", when)
-        message = event.get("messageId")  # message_id(), inlined
-        return Plan(event_type, user_id, (Upsert("user", user_id, body, create, None, self._create_first),),
-                    tuple(warnings) if warnings else NO_WARNINGS,
-                    message if message.__class__ is str and message else None)
+        return body
 
 
 class GroupBuilder:
@@ -85,6 +111,16 @@ class GroupBuilder:
         # for group events `traits` describe the account, so they are not read for the user id
         self._user_id_paths = key_paths(*fields.GROUP_USER_ID_PATHS)
         self._group_id_paths = key_paths(*fields.GROUP_ID_PATHS)
+        # the usual group's body made by code made once per trait-name shape; None: the general way only
+        self._shapes = Shapes(self._traits, (), f"'propertyKeys': [{self._key!r}]")
+
+    def general(self, event, event_type, options):
+        """The group's Plan the general way alone (trait by trait), which the shape's way must equal."""
+        shapes, self._shapes = self._shapes, None
+        try:
+            return self(event, event_type, options)
+        finally:
+            self._shapes = shapes
 
     def __call__(self, event, event_type, options):
         user_id, problem = user_id_of(event, self._user_id_paths, event_type)
@@ -105,11 +141,14 @@ class GroupBuilder:
         traits = event.get("traits")  # trait_sources(), inlined: a group reads `traits` alone
         if not isinstance(traits, dict):
             traits = EMPTY
-        body, location, coordinates, custom = slots = ({}, {}, {}, {})
-        collect_common(self._traits, traits, EMPTY, slots, warnings)
-        if coordinates or location or custom:
-            finish(body, location, coordinates, custom)
-        body["propertyKeys"] = [self._key]
+        body = None if self._shapes is None else self._shapes.body(traits, warnings)
+        if body is None:
+            warnings = []  # the general way warns again, from the start
+            body, location, coordinates, custom = slots = ({}, {}, {}, {})
+            collect_common(self._traits, traits, EMPTY, slots, warnings)
+            if coordinates or location or custom:
+                finish(body, location, coordinates, custom)
+            body["propertyKeys"] = [self._key]
 
         create, create_error = None, None
         if "name" in body:
