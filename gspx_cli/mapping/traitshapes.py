@@ -55,6 +55,8 @@ class Shapes:
                              f"and {INT64_MIN} <= {value} <= {INT64_MAX}): return None")
             else:
                 conversions[f"c{i}"] = convert
+                # null and "" are no value: the general way leaves them out, whatever a conversion makes of them
+                lines.append(f"if {value} is None or {value} == '': return None")
                 if convert is to_epoch_ms:  # what to_epoch_ms() returns first, without its call
                     lines.append(f"w{i} = iso_ms({value}) if {value}.__class__ is str else None")
                     lines.append(f"if w{i} is None: w{i} = c{i}({value}, {label!r}, warnings)")
