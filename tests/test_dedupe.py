@@ -68,7 +68,7 @@ def test_the_memory_holds_about_22_bytes_an_id():
     memory = RunMemory(limit=20_000)
     for n in range(20_000):
         memory.add(f"{n:08x}-0000-4000-8000-000000000000", "in.ndjson", n)
-    arrays = memory._keys.buffer_info()[1] * memory._keys.itemsize + memory._places.buffer_info()[1] * 8
+    arrays = memory._keys.nbytes + memory._places.nbytes
     table = memory._slots.nbytes
     assert (arrays + table) / 20_000 <= 23
 
