@@ -68,9 +68,21 @@ def test_the_memory_holds_about_22_bytes_an_id():
     memory = RunMemory(limit=20_000)
     for n in range(20_000):
         memory.add(f"{n:08x}-0000-4000-8000-000000000000", "in.ndjson", n)
-    arrays = memory._keys.buffer_info()[1] * memory._keys.itemsize + memory._places.buffer_info()[1] * 8
+    arrays = memory._keys.nbytes + memory._places.nbytes
     table = memory._slots.nbytes
     assert (arrays + table) / 20_000 <= 23
+
+
+def test_ids_of_either_hash_sign_keep_a_40_bit_line_number_through_the_ring_and_its_wrap():
+    ids = [f"id-{n}" for n in range(40)]
+    assert {hash(i) < 0 for i in ids} == {True, False}  # both signs are stored in the ring's keys
+    memory, reference = RunMemory(limit=25), _Reference(25)
+    for n, message_id in enumerate(ids + ids[::-1]):  # the second pass wraps the ring
+        line = (1 << 40) - 1 - n  # the largest lines a place holds
+        expected = reference.first_or_add(message_id, "in.ndjson", line)
+        assert memory.first_or_add(message_id, "in.ndjson", line) == expected
+    assert len(memory) == 25
+    assert [memory.delivered_at(i) for i in ids] == [reference.seen.get(i) for i in ids]
 
 
 def test_a_dry_run_names_the_first_place_of_each_duplicate_across_files(tmp_path):

@@ -12,6 +12,10 @@ MEMORY_LIMIT = 1_000_000  # CLI.md "The checkpoint": without one, the most recen
 _LINE_BITS = 40  # a place is source number << 40 | line: 2**40 lines an input, 2**24 inputs remembered at once
 _SLOTS_PER_ID = 3  # halves: the table has 1.5 slots per id remembered
 _EMPTY = 0
+# The ring's item formats: a memoryview stores a C long through PyLong_AsLong, where array("q").append and
+# array("Q") go through argument parsing and a byte-array conversion per 64-bit value (ids are added once
+# per event of a dry run). "l" is 64 bits on Linux and macOS; where a long is 32 bits, long long it is.
+_KEY_FORMAT, _PLACE_FORMAT = ("l", "L") if array("l").itemsize == 8 else ("q", "Q")
 
 
 class RunMemory:
@@ -31,13 +35,14 @@ class RunMemory:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self._limit = limit
-        self._keys = array("q")  # the ring: position -> hash, oldest at self._oldest once full
-        self._places = array("Q")  # position -> source number << 40 | line
+        # the ring, sized for the limit at once (no reallocation and copy as it fills):
+        self._keys = _anonymous(limit, 8, _KEY_FORMAT)  # position -> hash, oldest at self._oldest once full
+        self._places = _anonymous(limit, 8, _PLACE_FORMAT)  # position -> source number << 40 | line
         self._oldest = 0  # ring position of the oldest id, once the ring is full
         # slot -> ring position + 1 (0: empty), sized for the limit at once (never rebuilt) and at most
-        # 2/3 full; anonymous memory: a page costs only once an id lands in it
+        # 2/3 full
         self._size = limit * _SLOTS_PER_ID // 2 + 1
-        self._slots = memoryview(mmap.mmap(-1, 4 * self._size)).cast("I")
+        self._slots = _anonymous(self._size, 4, "I")
         self._numbers = {}  # source -> its number, while remembered
         self._sources = {}  # number -> [source, count when its last id was added, number << 40]
         self._next_number = 0
@@ -45,7 +50,7 @@ class RunMemory:
         self._last_source = self._last_entry = None
 
     def __len__(self):
-        return len(self._keys)
+        return min(self._added, self._limit)
 
     def delivered_at(self, message_id):
         """FILE:LINE where it was first delivered; None when never, as far as remembered."""
@@ -74,10 +79,11 @@ class RunMemory:
                     slot = 0
                 held = slots[slot]
         entry = self._last_entry if source is self._last_source else self._entry(source)
-        added = entry[1] = self._added = self._added + 1
-        if added <= self._limit:  # the ring still grows
-            self._keys.append(key)
-            self._places.append(entry[2] | line_no)
+        position = self._added  # its ring position while the ring still fills
+        added = entry[1] = self._added = position + 1
+        if added <= self._limit:
+            self._keys[position] = key
+            self._places[position] = entry[2] | line_no
             slots[slot] = added
         else:
             self._replace_oldest(key, entry[2] | line_no)
@@ -167,6 +173,11 @@ class RunMemory:
                 del self._numbers[entry[0]]
             if entry is self._last_entry:
                 self._last_source = self._last_entry = None
+
+
+def _anonymous(count, itemsize, item_format):
+    """A zeroed flat array of count items in anonymous memory: a page costs only once an id lands in it."""
+    return memoryview(mmap.mmap(-1, count * itemsize)).cast(item_format)
 
 
 class StoredMemory:
