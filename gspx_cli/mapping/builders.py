@@ -17,7 +17,21 @@ from gspx_cli.mapping.traitshapes import Shapes
 _LOCATION_TABLES = ((LOCATION, fields.LOCATION_FIELDS), (COORDINATES, fields.COORDINATE_FIELDS))
 
 
-class IdentifyBuilder:
+class _Shaped:
+    """A builder whose usual bodies are made by code made once per trait-name shape (traitshapes.py)."""
+
+    _shapes = None
+
+    def general(self, event, event_type, options):
+        """The Plan the general way alone (trait by trait), which the shape's way must equal (tests)."""
+        shapes, self._shapes = self._shapes, None
+        try:
+            return self(event, event_type, options)
+        finally:
+            self._shapes = shapes
+
+
+class IdentifyBuilder(_Shaped):
     """identify -> create or update a PX User."""
 
     def __init__(self, settings):
@@ -31,14 +45,6 @@ class IdentifyBuilder:
         # the usual identify's body made by code made once per trait-name shape; None: the general way only
         self._shapes = Shapes(self._traits, tuple(px for px, _, _ in self._names),
                               f"'type': 'USER', 'propertyKeys': [{self._key!r}]")
-
-    def general(self, event, event_type, options):
-        """The identify's Plan the general way alone (trait by trait), which the shape's way must equal."""
-        shapes, self._shapes = self._shapes, None
-        try:
-            return self(event, event_type, options)
-        finally:
-            self._shapes = shapes
 
     def __call__(self, event, event_type, options):
         user_id, problem = user_id_of(event, self._user_id_paths, event_type)
@@ -98,7 +104,7 @@ class IdentifyBuilder:
         return body
 
 
-class GroupBuilder:
+class GroupBuilder(_Shaped):
     """group -> create or update a PX Account, then attach the user."""
 
     def __init__(self, settings):
@@ -113,14 +119,6 @@ class GroupBuilder:
         self._group_id_paths = key_paths(*fields.GROUP_ID_PATHS)
         # the usual group's body made by code made once per trait-name shape; None: the general way only
         self._shapes = Shapes(self._traits, (), f"'propertyKeys': [{self._key!r}]")
-
-    def general(self, event, event_type, options):
-        """The group's Plan the general way alone (trait by trait), which the shape's way must equal."""
-        shapes, self._shapes = self._shapes, None
-        try:
-            return self(event, event_type, options)
-        finally:
-            self._shapes = shapes
 
     def __call__(self, event, event_type, options):
         user_id, problem = user_id_of(event, self._user_id_paths, event_type)
