@@ -31,8 +31,8 @@ class KnownIds:
 
 
 class LocalIds(OrderedDict):
-    """KnownIds for one thread (the dry run's): the same get(), bound and order; no lock, and the dict's
-    own get()."""
+    """Known objects for one thread, bounded, the most recent write the youngest: the dry run's as it is,
+    and the store KnownIds keeps behind its lock for the workers."""
 
     # an OrderedDict, not a dict: forgetting a dict's first key walks every slot deleted since the dict
     # last grew, so past the bound each add cost O(bound) (30,000 adds past 100,000: 0.27 s with a dict,

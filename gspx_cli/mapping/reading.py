@@ -23,7 +23,8 @@ _isfinite = math.isfinite
 _orjson_dumps = orjson.dumps
 _FLOAT_TOKEN_search = jsonio.FLOAT_TOKEN.search
 # attribute names known to be short enough: an event's names are most often those of earlier events, and a
-# set look at them costs less than measuring each (bounded: a run of ever new names measures them)
+# set look at them costs less than measuring each (no more names are added once it holds 4,096, so at most
+# 4,096 and one event's names: a run of ever new names then measures them)
 _SHORT_NAMES = set()
 _SHORT_NAMES_KEPT = 4096
 # orjson's text of a short list or object property -> its text as jsonio.dumps() writes it, for those it writes
