@@ -164,7 +164,7 @@ def dumps_line(obj):
             return out
     except TypeError:  # orjson.JSONEncodeError is one: ints beyond 64 bits, non-str keys, depth > 254
         pass
-    return dumps(obj).encode("utf-8") + b"\n"
+    return dumps(obj).encode("utf-8", "backslashreplace") + b"\n"
 
 
 def dumps_part(obj):
@@ -184,7 +184,7 @@ def _dumps_bytes(obj, option, end):
             return out
     except TypeError:  # orjson.JSONEncodeError is one: ints beyond 64 bits, non-str keys, depth > 254
         pass
-    return dumps(obj).encode("utf-8") + end
+    return dumps(obj).encode("utf-8", "backslashreplace") + end
 
 
 def digest(obj):

@@ -393,3 +393,18 @@ def test_dry_run_to_a_full_disk_stops_with_a_message_not_a_traceback(tmp_path):
     assert "Traceback" not in err and "Exception ignored" not in err
     data = json.loads(report.read_text())
     assert data["stopped"] == "output" and data["read"] == data["delivered"] + data["not_sent"]
+
+
+def test_dry_run_with_stderr_closed_writes_only_its_lines_to_stdout(tmp_path):
+    # `gspx send --dry-run ... 2>&-`: sys.stderr is None, where rich would write the summary to stdout
+    cfg = write_config(tmp_path, "https://px.example.test/v1")
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(track(n) + "\n" for n in range(5)) + "{not json\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "GSPX_CONFIG")}
+    proc = subprocess.run([sys.executable, "-m", "gspx_cli", "send", "--dry-run", "-c", cfg, str(events)],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, cwd=str(tmp_path), timeout=60,
+                          preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 1  # the bad line, as with stderr open
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is data
+    assert [line["input"].rsplit(":", 1)[1] for line in lines] == ["1", "2", "3", "4", "5", "6"]
+    assert "error" in lines[-1]

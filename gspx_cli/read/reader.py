@@ -44,7 +44,18 @@ def source_key(path):
     """The checkpoint key of an input: its absolute path, its URL, or "-" for standard input."""
     if path == "-" or remote.is_url(path):
         return path
-    return os.path.abspath(path)
+    return text_of_name(os.path.abspath(path))
+
+
+def text_of_name(name):
+    """A file name as text SQLite and UTF-8 output can hold: a name that is not UTF-8 (an old archive's
+    Latin-1 name) reaches Python with each bad byte as a lone surrogate, written here as its JSON escape
+    (\\udcff), which json.loads() and os.fsencode() turn back into the very bytes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+    return name
 
 
 def iter_batches(paths, **kwargs):

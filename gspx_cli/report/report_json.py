@@ -79,7 +79,7 @@ def write_report(dest, result, **kwargs):
     except FileNotFoundError:
         regular = True
     if regular:
-        atomic_write(dest, text.encode("utf-8"))
+        atomic_write(dest, text.encode("utf-8", "backslashreplace"))
         return
-    with open(dest, "w", encoding="utf-8") as fh:
+    with open(dest, "w", encoding="utf-8", errors="backslashreplace") as fh:
         fh.write(text)

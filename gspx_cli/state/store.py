@@ -10,6 +10,7 @@ import errno
 import os
 import sqlite3
 
+from gspx_cli.read.reader import text_of_name
 from gspx_cli.state.schema import (BEYOND, BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
                                    entry_of, fit_cache, input_row, open_database, read_error,
                                    rollback)
@@ -179,6 +180,7 @@ class CheckpointStore:
         if not where:
             return None, None
         name, line = _split_where(where)
+        name = text_of_name(name)  # SQLite text is UTF-8: a name that is not is kept escaped
         source = self._sources.get(name)
         if source is None:
             row = self._con.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()

@@ -12,7 +12,7 @@ import time
 
 from gspx_cli.errors import ReplacedInputError
 from gspx_cli.read import remote
-from gspx_cli.read.reader import source_key
+from gspx_cli.read.reader import source_key, text_of_name
 from gspx_cli.state.identity import REFUSAL_ADVICE, file_problem, object_problem, read_whole, recorded
 
 
@@ -45,13 +45,13 @@ class InputWatch:
         """source_key(path), with the absolute path of its folder worked out once per folder."""
         folder, sep, name = path.rpartition(os.sep)
         if folder == self._folder[0] and sep and name not in (".", "..", ""):
-            return self._folder[1] + name  # a folder cached below is never "-" or a URL's, nor is its file
+            return self._folder[1] + text_of_name(name)  # a folder cached below is never "-" or a URL's
         if path == "-" or remote.is_url(path):
             return path
         if not sep or name in (".", "..", ""):
             return source_key(path)
         self._folder = (folder, os.path.join(source_key(folder or os.sep), ""))
-        return self._folder[1] + name
+        return self._folder[1] + text_of_name(name)
 
     def skip_lines(self, path):
         """The number of lines of the input at path an earlier run settled (its prefix): the reader skips them."""
