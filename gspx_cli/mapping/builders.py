@@ -47,16 +47,19 @@ class IdentifyBuilder(_Shaped):
                               f"'type': 'USER', 'propertyKeys': [{self._key!r}]")
 
     def __call__(self, event, event_type, options):
-        user_id, problem = user_id_of(event, self._user_id_paths, event_type)
-        if problem:
-            return Invalid(problem, event_type)
+        user_id = event.get("userId")  # user_id_of()'s common case, decided as it does, without its call
+        if not (user_id.__class__ is str and user_id and user_id.isprintable() and user_id not in DOT_SEGMENTS):
+            user_id, problem = user_id_of(event, self._user_id_paths, event_type)
+            if problem:
+                return Invalid(problem, event_type)
         warnings = []
         traits = event.get("traits")  # trait_sources(), inlined: once per identify
-        if not isinstance(traits, dict):
+        if traits.__class__ is not dict and not isinstance(traits, dict):  # the class first: no call
             traits = EMPTY
         context = event.get("context")
-        ctx_traits = context.get("traits") if isinstance(context, dict) else None
-        if not isinstance(ctx_traits, dict):
+        ctx_traits = (context.get("traits") if context.__class__ is dict or isinstance(context, dict)
+                      else None)
+        if ctx_traits is None or (ctx_traits.__class__ is not dict and not isinstance(ctx_traits, dict)):
             ctx_traits = EMPTY
         body = None
         if not ctx_traits and self._shapes is not None:
@@ -121,9 +124,11 @@ class GroupBuilder(_Shaped):
         self._shapes = Shapes(self._traits, (), f"'propertyKeys': [{self._key!r}]")
 
     def __call__(self, event, event_type, options):
-        user_id, problem = user_id_of(event, self._user_id_paths, event_type)
-        if problem:
-            return Invalid(problem, event_type)
+        user_id = event.get("userId")  # user_id_of()'s common case, decided as it does, without its call
+        if not (user_id.__class__ is str and user_id and user_id.isprintable() and user_id not in DOT_SEGMENTS):
+            user_id, problem = user_id_of(event, self._user_id_paths, event_type)
+            if problem:
+                return Invalid(problem, event_type)
         group_id = event.get("groupId")
         # the common case decided as user_id_of() does; isprintable() is false for every control char
         if not (group_id.__class__ is str and group_id and group_id.isprintable()
@@ -137,7 +142,7 @@ class GroupBuilder(_Shaped):
 
         warnings = []
         traits = event.get("traits")  # trait_sources(), inlined: a group reads `traits` alone
-        if not isinstance(traits, dict):
+        if traits.__class__ is not dict and not isinstance(traits, dict):  # the class first: no call
             traits = EMPTY
         body = None if self._shapes is None else self._shapes.body(traits, warnings)
         if body is None:
