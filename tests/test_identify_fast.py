@@ -13,7 +13,7 @@ from gspx_cli.mapping import fields
 from gspx_cli.mapping.builders import GroupBuilder, IdentifyBuilder
 from gspx_cli.mapping.plan import Invalid, Plan
 from gspx_cli.mapping.reading import (BODY, COORDINATES, LOCATION, check_id, collect, collect_common,
-                                      trait_table)
+                                      key_paths, trait_table, user_id_of)
 from gspx_cli.mapping.rules import Mapper
 from gspx_cli.read.reader import Record
 
@@ -103,6 +103,21 @@ def test_a_group_id_decided_inline_is_what_check_id_decides(group_id, traits_gro
         return
     expected, problem = check_id(value, label)
     assert got == Invalid(problem, "group") if problem else got.steps[-1].body == {"accountId": expected}
+
+
+@given(st.sampled_from(["u1", "", ".", "..", "u\x01", "u\u00a0", "u/ü", 77, True, 1.5, None, [], {}]),
+       st.sampled_from([None, "anon-1", "", ".", 5]))
+def test_a_user_id_decided_inline_is_what_user_id_of_decides(user_id, anonymous_id):
+    event = {"groupId": "g1", "traits": {"name": "N", "userId": "from-traits"}}
+    if user_id is not None:
+        event["userId"] = user_id
+    if anonymous_id is not None:
+        event["anonymousId"] = anonymous_id
+    for builder, paths, event_type in ((IdentifyBuilder(_settings()), fields.USER_ID_PATHS, "identify"),
+                                       (GroupBuilder(_settings()), fields.GROUP_USER_ID_PATHS, "group")):
+        got = builder({**event, "type": event_type}, event_type, None)
+        expected, problem = user_id_of(event, key_paths(*paths), event_type)
+        assert got == Invalid(problem, event_type) if problem else got.user_id == expected
 
 
 # bodies equal as JSON values whatever their key order, and ones that differ only in 1 / 1.0 / true
