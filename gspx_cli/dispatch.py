@@ -12,7 +12,7 @@ from gspx_cli.mapping.filters import FILTERED, KEPT, UNSURE
 from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
 from gspx_cli.read.reader import parse_batch
-from gspx_cli.read.shapes import Record, parse_line
+from gspx_cli.read.shapes import Record, iter_records, parse_line
 from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
@@ -49,12 +49,18 @@ class Dispatcher:
     def dispatch(self, batch):
         """Parse and map each record of a batch, hand plans to the sink, settle the rest; returns how many
         plans the sink took to complete later. The hot path of a dry run."""
-        if self._filter is None or self._ledger.checkpoint is not None:
-            records = parse_batch(batch)
-            if self._ledger.checkpoint is None:  # nothing to open per line: count the batch at once
-                self._ledger.stats.read += len(records)
-            return self._dispatch(records, self._filter)
-        self._ledger.stats.read += len(batch)  # a batch or envelope line adds its other events in _kept
+        if self._ledger.checkpoint is not None:  # each record is read (opened) in the checkpoint
+            return self._dispatch(parse_batch(batch), self._filter)
+        self._ledger.stats.read += len(batch)  # a batch or envelope line adds its other events below
+        if self._filter is None:  # each line parsed as the loop takes its record (iter_records)
+            more = [0]
+            records = iter_records(batch, more)
+            try:
+                return self._dispatch(records, None)
+            finally:
+                for _ in records:  # a loop broken off: the lines left still count their events read
+                    pass
+                self._ledger.stats.read += more[0]
         quick = self._quick_way()
         kept = self._kept_quickly(batch, *quick) if quick else self._kept(batch)
         try:  # a filter without a checkpoint: left-out events never become Records in the loop

@@ -82,3 +82,51 @@ def test_the_quick_way_makes_the_records_of_parse_line_on_any_event(event):
     raw = json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass")
     batch = [("in", 1, raw, False)]
     assert repr(parse_batch(batch)) == repr(_general(batch))
+
+
+def _dispatcher(sink_error_at=None):
+    import io
+
+    from gspx_cli.config import DeliverySettings, Settings
+    from gspx_cli.delivery.sinks import PrintSink
+    from gspx_cli.dispatch import Dispatcher
+    from gspx_cli.report.reporter import Reporter
+    from gspx_cli.state.ledger import Ledger
+
+    base = "https://px.example.test/v1"
+    reporter = Reporter(out=io.TextIOWrapper(io.BytesIO(), encoding="utf-8"), err=io.StringIO(), quiet=True)
+    sink = PrintSink(reporter, base)
+    if sink_error_at is not None:  # the reader of stdout goes away at that line
+        submit = sink.submit
+
+        def failing(record, plan):
+            if record.line_no == sink_error_at:
+                raise BrokenPipeError
+            return submit(record, plan)
+
+        sink.submit = failing
+    ledger = Ledger()
+    settings = Settings(product_tag_key="AP-1", base_url=base, delivery=DeliverySettings())
+    return Dispatcher(settings, sink=sink, reporter=reporter, ledger=ledger, store=None, resuming=False), ledger
+
+
+_COUNTED = [b'{"type":"track","event":"E","userId":"u1","messageId":"a"}',
+            b'{"batch":[{"type":"track","event":"B","userId":"u2"},{"type":"identify","userId":"u2"},3]}',
+            b'{"type":"identify","userId":"u1","messageId":"b"}',
+            b'{"batch":[{"type":"track","event":"C","userId":"u3"},{"type":"track","event":"D","userId":"u3"}]}']
+
+
+def test_a_dry_run_without_a_filter_counts_every_event_of_a_batch_read():
+    dispatcher, ledger = _dispatcher()
+    dispatcher.dispatch(_batch(_COUNTED, final_last=False))
+    assert ledger.stats.read == 1 + 3 + 1 + 2 + 1  # the problem Record _batch adds counts too
+    assert sum(ledger.stats.outcomes.values()) == ledger.stats.read
+
+
+def test_a_batch_broken_off_still_counts_the_events_of_its_lines_not_taken():
+    dispatcher, ledger = _dispatcher(sink_error_at=1)
+    try:
+        dispatcher.dispatch(_batch(_COUNTED, final_last=False))
+    except BrokenPipeError:
+        pass
+    assert ledger.stats.read == 8  # as when the whole batch was parsed before the first was mapped
