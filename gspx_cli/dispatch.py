@@ -4,9 +4,9 @@ plan handed to the sink, and everything else settled at once (invalid, skipped, 
 The coordinator owns the loop, the saves and the wind-down; this owns what happens to one record, and the
 messageIds of the events in the sink (MAPPING.md "Duplicate events": one still in flight waits)."""
 
-from gspx_cli.mapping import fields
 from orjson import JSONDecodeError, loads as orjson_loads
 
+from gspx_cli.mapping import fields
 from gspx_cli.jsonio import SHALLOW_BYTES, exact, loads_bytes_loose
 from gspx_cli.mapping.filters import FILTERED, KEPT, UNSURE
 from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
