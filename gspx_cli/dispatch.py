@@ -4,13 +4,15 @@ plan handed to the sink, and everything else settled at once (invalid, skipped, 
 The coordinator owns the loop, the saves and the wind-down; this owns what happens to one record, and the
 messageIds of the events in the sink (MAPPING.md "Duplicate events": one still in flight waits)."""
 
+from orjson import JSONDecodeError, loads as orjson_loads
+
 from gspx_cli.mapping import fields
-from gspx_cli.jsonio import exact, loads_bytes_loose
+from gspx_cli.jsonio import SHALLOW_BYTES, exact, loads_bytes_loose
 from gspx_cli.mapping.filters import FILTERED, KEPT, UNSURE
 from gspx_cli.mapping.plan import Invalid, Plan, RequireUser, Skipped, Update, Upsert
 from gspx_cli.mapping.rules import Mapper, message_id as message_id_of
 from gspx_cli.read.reader import parse_batch
-from gspx_cli.read.shapes import Record, parse_line
+from gspx_cli.read.shapes import Record, iter_records, parse_line
 from gspx_cli.state.dedupe import DUPLICATE, RunMemory, StoredMemory
 from gspx_cli.state.ledger import DELIVERED, FAILED, INVALID, SKIPPED
 
@@ -47,12 +49,18 @@ class Dispatcher:
     def dispatch(self, batch):
         """Parse and map each record of a batch, hand plans to the sink, settle the rest; returns how many
         plans the sink took to complete later. The hot path of a dry run."""
-        if self._filter is None or self._ledger.checkpoint is not None:
-            records = parse_batch(batch)
-            if self._ledger.checkpoint is None:  # nothing to open per line: count the batch at once
-                self._ledger.stats.read += len(records)
-            return self._dispatch(records, self._filter)
-        self._ledger.stats.read += len(batch)  # a batch or envelope line adds its other events in _kept
+        if self._ledger.checkpoint is not None:  # each record is read (opened) in the checkpoint
+            return self._dispatch(parse_batch(batch), self._filter)
+        self._ledger.stats.read += len(batch)  # a batch or envelope line adds its other events below
+        if self._filter is None:  # each line parsed as the loop takes its record (iter_records)
+            more = [0]
+            records = iter_records(batch, more)
+            try:
+                return self._dispatch(records, None)
+            finally:
+                for _ in records:  # a loop broken off: the lines left still count their events read
+                    pass
+                self._ledger.stats.read += more[0]
         quick = self._quick_way()
         kept = self._kept_quickly(batch, *quick) if quick else self._kept(batch)
         try:  # a filter without a checkpoint: left-out events never become Records in the loop
@@ -132,34 +140,51 @@ class Dispatcher:
         left_out = []  # the type of each event left out here, counted at the end
         counted = left_out.append
         source = head = None
+        find, loads = bytes.find, orjson_loads
         try:
             for item in batch:
                 if type(item) is not tuple:  # a problem Record of the reader's
                     yield item
                     continue
                 raw = item[2]
-                value = loads_bytes_loose(raw)
-                if type(value) is dict:
-                    verdict = value.get("type")
-                    if type(verdict) is str:
-                        verdict = verdicts.get(verdict) or self._verdict(verdict, tails)
-                        if verdict is _KEEP:
-                            if exact(raw):  # else parse_line() reads it exactly, in _kept
-                                yield Record(item[0], item[1], raw, value)
-                                continue
-                        elif verdict is not UNSURE and len(held) < room:
-                            if item[0] is not source:
-                                source = item[0]
-                                head = head_of(source)
-                            if head is not None:
-                                append(b"%s%d%s" % (head, item[1], verdict[1]))
-                                counted(verdict[0])
-                                continue
+                # loads_bytes_loose(raw) inlined, where its depth bound holds without a count of brackets
+                first = find(raw, b"[")
+                if (len(raw) if first < 0 else 4 * len(raw) - 3 * first) <= SHALLOW_BYTES:
+                    try:
+                        value = loads(raw)
+                    except JSONDecodeError:
+                        value = None
+                else:
+                    value = loads_bytes_loose(raw)
+                try:  # one look-up for a bare event of a remembered "type"; the rest raise, rarely
+                    verdict = verdicts[value["type"]]
+                except (KeyError, TypeError):  # not an object, no "type", not a str, or a new spelling
+                    verdict = self._verdict_of(value, tails)
+                if verdict is _KEEP:
+                    if exact(raw):  # else parse_line() reads it exactly, in _kept
+                        yield Record(item[0], item[1], raw, value)
+                        continue
+                elif verdict is not UNSURE and len(held) < room:
+                    if item[0] is not source:
+                        source = item[0]
+                        head = head_of(source)
+                    if head is not None:
+                        append(b"%s%d%s" % (head, item[1], verdict[1]))
+                        counted(verdict[0])
+                        continue
                 yield from kept_one((item,))
         finally:
             filtered = self._filtered
             for event_type in set(left_out):
                 filtered[event_type] = filtered.get(event_type, 0) + left_out.count(event_type)
+
+    def _verdict_of(self, value, tails):
+        """_verdict() of a parsed line's "type" when it is a bare event with a str "type"; else UNSURE."""
+        if type(value) is dict:
+            event_type = value.get("type")
+            if type(event_type) is str:
+                return self._verdict(event_type, tails)
+        return UNSURE
 
     def _verdict(self, event_type, tails):
         """What _kept_quickly does with a bare event of this "type" (a str): _KEEP; (its type for the counts,

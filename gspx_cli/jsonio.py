@@ -26,7 +26,8 @@ _INF = float("inf")
 # Deepest nesting accepted: real events nest < 20 levels; capping well below Python's recursion
 # limit (1000) lets mapping, dumps and failed output walk any parsed value without a RecursionError.
 MAX_NESTING = 256
-_SHALLOW_BYTES = 5 * MAX_NESTING + 1  # the longest text of objects alone that cannot nest deeper (loads_bytes_loose)
+# the longest text of objects alone that cannot nest deeper (loads_bytes_loose; inlined in read/shapes.py, dispatch.py)
+_SHALLOW_BYTES = SHALLOW_BYTES = 5 * MAX_NESTING + 1
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 

@@ -38,6 +38,9 @@ AWKWARD = [
     '{"type":"identify","userId":"u1","s":"\\ud800"}',
     '{"type":"track","userId":"u1","d":' + "[" * 300 + "]" * 300 + "}",
     '{"type":"identify","userId":"u1","d":' + '{"a":' * 300 + "1" + "}" * 300 + "}",
+    '{"type":"track","d":' + '{"a":' * 256 + "1" + "}" * 256 + "}",  # 257 levels, no "[": bound by its size
+    '{"type":"track","d":' + '{"a":' * 255 + "1" + "}" * 255 + ',"t":[1]}',  # 256 levels, a "[" at its end
+    '{"type":"track","d":' + '{"a":' * 256 + "1" + "}" * 256 + ',"t":[1]}',
     '{"type":"identify","type":"track","event":"dup","userId":"u1"}',
     '{"type":"track","event":"nested","userId":"u1","properties":{"type":"identify"}}',
     '{"type":"TRACK","event":"E","userId":"u1"}',

@@ -4,6 +4,8 @@ refused. Pure: bytes in, Records out; reader.py cuts inputs into lines and hands
 To read a new archive shape, add it to _parse_line / _archive_records (and file_refusal for a file that
 holds no events)."""
 
+from orjson import JSONDecodeError, loads as orjson_loads
+
 from gspx_cli import jsonio
 
 INCOMPLETE_PREFIX = "incomplete last line (no line end; is the file still being written?): "
@@ -67,17 +69,46 @@ class Record:
 
 def parse_batch(batch):
     """The Records of an iter_line_batches batch: its lines parsed, its problem Records as they are."""
-    records = []
+    return list(iter_records(batch))
+
+
+def iter_records(batch, more=None):
+    """parse_batch(batch) one Record at a time, each line parsed when its Record is asked for: the dispatcher
+    maps an event while the objects just parsed are still in the CPU's caches (~0.3 us an event less than
+    parsing the whole batch first). more: a one-item list to which the events of a line beyond its first
+    are added (a batch or envelope line), for the count of events read.
+
+    A bare event's line is parsed here by orjson where jsonio.loads_bytes_loose's depth bound holds at one
+    sum (a usual event's first "[" comes late) and exact(): the very value of parse_line's loads_bytes, with
+    no call, no marking of digits and no count of brackets (~0.3 us a line); any other line, parse_line."""
+    find = bytes.find
     for item in batch:
-        if type(item) is tuple:
-            parsed = parse_line(*item)
-            if type(parsed) is dict:
-                records.append(Record(item[0], item[1], item[2], parsed))
+        if type(item) is not tuple:
+            yield item
+            continue
+        raw = item[2]
+        first = find(raw, b"[")
+        parsed = None
+        if (len(raw) if first < 0 else 4 * len(raw) - 3 * first) <= jsonio.SHALLOW_BYTES:
+            try:
+                parsed = orjson_loads(raw)
+            except JSONDecodeError:
+                pass  # parse_line says why
+            if parsed is not None and jsonio.exact(raw):
+                if type(parsed) is dict and "type" in parsed:
+                    yield Record(item[0], item[1], raw, parsed)
+                    continue
+                parsed = _parse_line(item[0], item[1], raw, parsed)  # a batch, an envelope, no event
             else:
-                records += parsed
+                parsed = None
+        if parsed is None:
+            parsed = parse_line(*item)
+        if type(parsed) is dict:
+            yield Record(item[0], item[1], raw, parsed)
         else:
-            records.append(item)
-    return records
+            if more is not None:
+                more[0] += len(parsed) - 1
+            yield from parsed
 
 
 def file_refusal(raw):
