@@ -78,3 +78,53 @@ def test_a_live_run_over_a_file_named_in_latin1_resumes_from_its_checkpoint(tmp_
     report = json.loads((tmp_path / "again.json").read_bytes())
     assert (report["read"], report["delivered"]) == (1, 1)  # only the line added since
     assert [r.path for r in px_server.px.requests[sent:]] == ["/v1/events/custom"]
+
+
+def test_a_folder_holding_names_that_are_not_utf8_is_resumed_and_its_settled_files_passed_over(tmp_path, px_server):
+    # a sub-folder so named once stopped the read of its folder with --checkpoint (its name bound in an SQL
+    # query: "internal error while reading"), and a file so named was opened again by every resume
+    root = os.path.join(os.fsencode(tmp_path), b"in")
+    try:
+        os.makedirs(os.path.join(root, b"sub\xe9"))
+    except OSError as exc:
+        pytest.skip(f"this filesystem refuses a name that is not UTF-8: {exc}")
+    files = [os.path.join(root, b"top.ndjson"), os.path.join(root, NAME), os.path.join(root, b"sub\xe9", NAME)]
+    for n, path in enumerate(files):
+        with open(path, "wb") as fh:
+            fh.write(json.dumps({"type": "track", "userId": "u1", "event": "E", "messageId": f"f{n}"}).encode() + b"\n")
+        os.utime(path, (1_700_000_000, 1_700_000_000))  # settled whole only when not written just now
+    config = write_config(tmp_path, px_server.base_url)
+    first = send(tmp_path, "-c", config, "--checkpoint", "ck.db", "--report", "first.json", "in")
+    assert b"internal error" not in first.stderr and first.returncode == 0, first.stderr.decode(errors="replace")
+    assert json.loads((tmp_path / "first.json").read_bytes())["delivered"] == 3
+    again = send(tmp_path, "-c", config, "--checkpoint", "ck.db", "--report", "again.json", "in")
+    assert again.returncode == 0, again.stderr.decode(errors="replace")
+    report = json.loads((tmp_path / "again.json").read_bytes())
+    assert (report["read"], report["settled_inputs"]) == (0, 3)  # none of them opened again
+
+
+def test_a_name_holding_an_escape_as_it_is_is_not_the_name_escaped_so(tmp_path, px_server):
+    # "x\udce9.ndjson" spelt with a backslash, beside a Latin-1 "xé.ndjson": the same key once, and a run
+    # with --checkpoint ended in a KeyError traceback (two inputs booked under one key)
+    assert text_of_name("/d/x\\udce9.ndjson") != text_of_name(os.fsdecode(b"/d/x\xe9.ndjson"))
+    assert text_of_name("/d/a\\b.ndjson") == "/d/a\\b.ndjson"  # a backslash alone: the name as it is
+    root = os.path.join(os.fsencode(tmp_path), b"in")
+    os.makedirs(root)
+    try:
+        open(os.path.join(root, b"x\xe9.ndjson"), "wb").close()
+    except OSError as exc:
+        pytest.skip(f"this filesystem refuses a name that is not UTF-8: {exc}")
+    for n, name in enumerate([b"x\xe9.ndjson", b"x\\udce9.ndjson"]):
+        path = os.path.join(root, name)
+        with open(path, "wb") as fh:
+            fh.write(b"".join(json.dumps({"type": "track", "userId": "u1", "event": "E", "messageId": f"c{n}{i}"})
+                              .encode() + b"\n" for i in range(n + 2)))
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    config = write_config(tmp_path, px_server.base_url)
+    first = send(tmp_path, "-c", config, "--checkpoint", "ck.db", "--report", "first.json", "in")
+    assert b"Traceback" not in first.stderr and first.returncode == 0, first.stderr.decode(errors="replace")
+    assert json.loads((tmp_path / "first.json").read_bytes())["delivered"] == 5
+    again = send(tmp_path, "-c", config, "--checkpoint", "ck.db", "--report", "again.json", "in")
+    assert again.returncode == 0, again.stderr.decode(errors="replace")
+    report = json.loads((tmp_path / "again.json").read_bytes())
+    assert (report["read"], report["settled_inputs"]) == (0, 2)

@@ -408,3 +408,15 @@ def test_dry_run_with_stderr_closed_writes_only_its_lines_to_stdout(tmp_path):
     lines = [json.loads(line) for line in proc.stdout.splitlines()]  # every line is data
     assert [line["input"].rsplit(":", 1)[1] for line in lines] == ["1", "2", "3", "4", "5", "6"]
     assert "error" in lines[-1]
+
+
+@pytest.mark.parametrize("args", [["--no-such-option"], ["/no/such/file.ndjson"]])
+def test_a_usage_error_with_stderr_closed_writes_nothing_to_stdout(tmp_path, args):
+    # click's UsageError.show() falls back to stdout when sys.stderr is None: `gspx send ... > out 2>&-`
+    cfg = write_config(tmp_path, "https://px.example.test/v1")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "GSPX_CONFIG")}
+    proc = subprocess.run([sys.executable, "-m", "gspx_cli", "send", "--dry-run", "-c", cfg, *args],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, cwd=str(tmp_path), timeout=60,
+                          preexec_fn=lambda: os.close(2))
+    assert proc.returncode == 2
+    assert proc.stdout == b""

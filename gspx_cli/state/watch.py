@@ -77,10 +77,20 @@ class InputWatch:
         with self._lock, _stat_in(folder) as stat:
             if self._con is None:
                 return done
-            listed = None
+            # a key holds a name that is not UTF-8 escaped (text_of_name; a backslash may be doubled)
+            if not all(map(str.isascii, subfolders)) or "\\" in "".join(subfolders):
+                subfolders = list(map(text_of_name, subfolders))
+            listed = odd = None
             for rows in self._con.whole_files(os.path.join(source_key(folder), ""), subfolders):
                 if listed is None:
                     listed = set(names)
+                    # the rows of names that are not UTF-8 hold their escape (text_of_name): back to the name
+                    odd = list(itertools.filterfalse(str.isascii, names))
+                    if "\\" in "".join(names):
+                        odd += [name for name in names if "\\" in name]
+                    odd = {text: name for name in odd if (text := text_of_name(name)) is not name}
+                if odd:
+                    rows = [(odd[row[0]],) + tuple(row[1:]) if row[0] in odd else row for row in rows]
                 # only rows of files listed now are stat'ed: not those deleted since, nor the run's outputs
                 rows = [row for row, keep in zip(rows, map(listed.__contains__, map(_NAME, rows))) if keep]
                 done.update(_unchanged(stat, rows))
