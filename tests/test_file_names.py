@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from e2e import TEST_KEY, write_config
-from gspx_cli.read.reader import source_key, text_of_name
+from gspx_cli.read.names import source_key, text_of_name
 
 NAME = b"caf\xe9-\xff.ndjson"  # Latin-1 "café" and a byte no encoding maps: not UTF-8
 EVENTS = [

@@ -8,7 +8,7 @@ Nothing is loaded whole at open: an input's row is looked up when the run reache
 
 from gspx_cli.errors import ConfigError
 from gspx_cli.read import remote
-from gspx_cli.read.reader import source_key
+from gspx_cli.read.names import source_key
 from gspx_cli.state.bookkeeping import Bookkeeping
 from gspx_cli.state.identities import Identities
 from gspx_cli.state.identity import REFUSAL_ADVICE, file_identity, file_problem, recorded  # noqa: F401 (API)

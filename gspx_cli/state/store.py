@@ -10,7 +10,7 @@ import errno
 import os
 import sqlite3
 
-from gspx_cli.read.reader import text_of_name
+from gspx_cli.read.names import text_of_name
 from gspx_cli.state.schema import (BEYOND, BUSY_TIMEOUT, FORMAT_VERSION, INPUT_COLUMNS, INPUT_VALUES,  # noqa: F401 (API)
                                    entry_of, fit_cache, input_row, open_database, read_error,
                                    rollback)

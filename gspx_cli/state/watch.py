@@ -12,7 +12,7 @@ import time
 
 from gspx_cli.errors import ReplacedInputError
 from gspx_cli.read import remote
-from gspx_cli.read.reader import source_key, text_of_name
+from gspx_cli.read.names import source_key, text_of_name
 from gspx_cli.state.identity import REFUSAL_ADVICE, file_problem, object_problem, read_whole, recorded
 
 
