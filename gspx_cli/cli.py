@@ -315,7 +315,7 @@ def sandbox(port, latency_ms, fail_rate, drop_rate, fail_first, drop_first, fail
 def main():
     """Console-script entry point."""
     if sys.stderr is None:
-        # started with stderr closed (`2>&-`): click writes a usage error to stdout where it finds no stderr
-        # (UsageError.show); stdout is data only, so what is meant for people goes nowhere
+        # started with stderr closed (`2>&-`): click's usage errors and rich's console would fall back to
+        # stdout where they find no stderr; stdout is data only, so what is meant for people goes nowhere
         sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the run's life)
     cli(prog_name="gspx")

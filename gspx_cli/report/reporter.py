@@ -59,9 +59,7 @@ class Reporter:
     def __init__(self, *, out=None, err=None, verbose=False, quiet=False, progress=None):
         # a closed stdout (`>&-`) leaves sys.stdout None: its lines fail as a full disk's do (exit 1, said why)
         self._out = out or sys.stdout or _ClosedOutput()
-        # a closed stderr (`2>&-`) leaves sys.stderr None, where rich would write to stdout: stdout is data
-        # only, so what is meant for people is dropped
-        err = err or sys.stderr or open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (the run's life)
+        err = err or sys.stderr  # never None: cli.main() puts os.devnull in place of a closed stderr
         self._err = err
         self._console = None
         self.verbose = verbose and not quiet
