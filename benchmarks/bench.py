@@ -123,9 +123,14 @@ def _track(rng, user, account, ms):
     return event
 
 
-def make_events(path, n, seed=5, mix=TYPE_MIX):
+def make_events(path, n, seed=5, mix=TYPE_MIX, exact_mix=False):
     """Write n deterministic synthetic events as NDJSON; returns the number of distinct users.
-    mix: (type, weight) pairs; a user's first event is an identify whatever it says."""
+    mix: (type, weight) pairs; a user's first event is an identify whatever it says, so identifies come
+    out a few points above their weight (24% of 100,000 for 20%). exact_mix: the share of each type is its
+    weight all the same: an identify goes to a user not seen yet while there is one, any other event to
+    a user already seen (the first event is an identify)."""
+    if exact_mix:
+        return _make_events_exact(path, n, seed, mix)
     rng = random.Random(seed)
     n_users = max(2, round(n * USERS_PER_EVENT))
     n_accounts = max(1, round(n_users * ACCOUNTS_PER_USER))
@@ -144,6 +149,38 @@ def make_events(path, n, seed=5, mix=TYPE_MIX):
             if user not in seen:  # a user is identified when first seen, as SDKs do on login
                 kind = "identify"
                 seen.add(user)
+            if kind == "identify":
+                event = _identify(rng, user, ms)
+            elif kind == "group":
+                event = _group(rng, user, account_of[u], ms)
+            else:
+                event = _track(rng, user, account_of[u], ms)
+            out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+    return len(seen)
+
+
+def _make_events_exact(path, n, seed, mix):
+    rng = random.Random(seed)
+    n_users = max(2, round(n * USERS_PER_EVENT))
+    n_accounts = max(1, round(n_users * ACCOUNTS_PER_USER))
+    account_of = [f"acct-{i % n_accounts:05d}" for i in range(n_users)]
+    types, weights = zip(*mix)
+    unseen = list(range(n_users))
+    rng.shuffle(unseen)
+    seen = []
+    ms = 1714560000000
+    import json  # the generator's own, independent of gspx's jsonio
+
+    with open(path, "w", encoding="utf-8") as out:
+        for _ in range(n):
+            ms += rng.randint(1, 2000)
+            kind = rng.choices(types, weights)[0] if seen else "identify"
+            if kind == "identify" and unseen:
+                u = unseen.pop()
+                seen.append(u)
+            else:
+                u = rng.choice(seen)
+            user = f"user-{u:06d}"
             if kind == "identify":
                 event = _identify(rng, user, ms)
             elif kind == "group":

@@ -179,6 +179,8 @@ class Coordinator:
                 continue
             if self._reader_done and not self._pending and self._outstanding == 0:
                 return
+            if not self._pending and not self._reader_done:
+                self._reader.pull()  # inline reading: the next batch, now (else no-op: the thread puts them)
             try:
                 message = inbox.get_nowait()
             except queue.Empty:

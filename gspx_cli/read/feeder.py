@@ -1,18 +1,46 @@
-"""The reader thread: reads batches of lines and hands them to the coordinator's inbox, a few ahead.
+"""The reader: reads batches of lines and hands them to the coordinator's inbox, a few ahead on a thread
+of its own, or one at a time on the coordinator's thread when every input is a plain file.
 
 It only reads: parsing, mapping and settling happen on the coordinator's thread (STYLE habit 13)."""
 
+import os
+import stat
 import threading
 
 from gspx_cli.errors import ReplacedInputError
+from gspx_cli.read import remote
 from gspx_cli.read.reader import iter_line_batches
 
 READ_AHEAD_BATCHES = 4  # batches read but not yet dispatched: bounds memory, and what a stop leaves unsent
 WAIT_SECONDS = 0.25  # the longest it waits for room before looking whether the run stopped
 
 
+def reads_inline(paths):
+    """True when every input is a regular file on disk that is not gzip by its name: its reads never
+    wait for long and its lines are cut while holding the GIL, so a thread of its own would overlap
+    nothing with the coordinator. Cut on the coordinator's thread instead, each line is made, parsed
+    and freed by one CPU (a --type dry run measured ~5% quicker). Standard input, pipes and FIFOs (which
+    may stay silent), directories (their walks and opens overlap the coordinator's work), object stores
+    (the network) and .gz files (zlib inflates without the GIL) keep the thread. A path that cannot be
+    stat'ed becomes a "cannot open" line at once, so it reads inline as well."""
+    paths = list(paths)
+    if not paths:
+        return False  # standard input
+    for path in paths:
+        if path == "-" or remote.is_url(path) or path.lower().endswith(".gz"):
+            return False
+        try:
+            mode = os.stat(path).st_mode
+        except (OSError, ValueError):
+            continue
+        if not stat.S_ISREG(mode):
+            return False
+    return True
+
+
 class ReaderThread:
-    """The reader thread: reads batches and puts them on the inbox, at most READ_AHEAD_BATCHES ahead."""
+    """The reader: puts batches on the inbox, from a thread at most READ_AHEAD_BATCHES ahead, or (inline,
+    reads_inline()) one each time the coordinator calls pull() having nothing pending."""
 
     def __init__(self, paths, inbox, stats, **read_options):
         self._paths = list(paths)
@@ -22,30 +50,57 @@ class ReaderThread:
         self._stopped = threading.Event()
         self.room = threading.Semaphore(READ_AHEAD_BATCHES)
         self._thread = threading.Thread(target=self._run, name="gspx-reader", daemon=True)
+        self.inline = reads_inline(self._paths)
+        self._messages = None  # inline: the messages still to come (_produce), once started
 
     def start(self):
-        self._thread.start()
+        if self.inline:
+            self._messages = self._produce()
+        else:
+            self._thread.start()
 
     def stop(self):
         """Read nothing more (a silent pipe is noticed within reader.POLL_SECONDS)."""
         self._stopped.set()
 
     def join(self, timeout):
-        self._thread.join(timeout)
+        if self._messages is not None:  # inline: what is open is closed now, nothing more is read
+            self._messages.close()
+        elif self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def pull(self):
+        """Inline: the next message (a batch, a stop, the end) put on the inbox; False when none is left
+        or the reader has a thread of its own."""
+        if self._messages is None:
+            return False
+        for message in self._messages:
+            self._inbox.put(message)
+            return True
+        self._messages = None
+        return False
 
     def _run(self):
+        stopped = self._stopped.is_set
+        for message in self._produce():
+            if message[0] == "lines":
+                while not self.room.acquire(timeout=WAIT_SECONDS):
+                    if stopped():
+                        break  # handed over anyway: what was read is accounted for
+            self._inbox.put(message)
+
+    def _produce(self):
+        """The reader's messages, in order: ("lines", batch)..., a ("stop", ...) if the run must end there,
+        and ("eof", the exception of a bug in the reader or None)."""
         error = None
         stopped = self._stopped.is_set
         try:
             for batch in iter_line_batches(self._paths, stats=self._stats, stopped=stopped, **self._options):
-                while not self.room.acquire(timeout=WAIT_SECONDS):
-                    if stopped():
-                        break  # handed over anyway: what was read is accounted for
-                self._inbox.put(("lines", batch))
+                yield ("lines", batch)
                 if stopped():
                     break
         except ReplacedInputError as exc:  # the run stops there, like a replaced FILE before it (exit 2)
-            self._inbox.put(("stop", "replaced", exc))
+            yield ("stop", "replaced", exc)
         except Exception as exc:  # noqa: BLE001 - reported by the coordinator, never a dead silent thread
             error = exc
-        self._inbox.put(("eof", error))
+        yield ("eof", error)
