@@ -291,6 +291,15 @@ class FakeSink:
         self.taken = []
 
 
+@pytest.fixture(params=["inline", "thread"])
+def reading(request, monkeypatch):
+    """Each coordinator test twice: its file read on the coordinator's thread (as a plain file is), and
+    on the reader thread (as stdin, a pipe, a directory or a .gz file is)."""
+    if request.param == "thread":
+        monkeypatch.setattr("gspx_cli.read.feeder.reads_inline", lambda paths: False)
+    return request.param
+
+
 def _coordinator(tmp_path, lines, sink_factory, stop=None, checkpoint=None):
     cfg = write_config(tmp_path, "https://px.example.test/v1")
     settings = load_settings(cfg, require_api_key=False)
@@ -305,7 +314,7 @@ def _coordinator(tmp_path, lines, sink_factory, stop=None, checkpoint=None):
     return coordinator, sink, ledger
 
 
-def test_coordinator_settles_only_from_completions_and_ends_when_all_are_back(tmp_path):
+def test_coordinator_settles_only_from_completions_and_ends_when_all_are_back(tmp_path, reading):
     lines = [track(n) for n in range(5)] + ['{"type":"page","userId":"u"}', "not json"]
     coordinator, sink, ledger = _coordinator(tmp_path, lines, FakeSink)
 
@@ -321,7 +330,7 @@ def test_coordinator_settles_only_from_completions_and_ends_when_all_are_back(tm
     assert all(type(plan) is Plan for _, plan in sink.taken) or not sink.taken
 
 
-def test_coordinator_stop_counts_queued_and_unread_work_as_not_sent(tmp_path):
+def test_coordinator_stop_counts_queued_and_unread_work_as_not_sent(tmp_path, reading):
     stop = StopFlag()
     lines = [track(n) for n in range(10)]
     coordinator, sink, ledger = _coordinator(tmp_path, lines, FakeSink, stop=stop)
@@ -343,7 +352,7 @@ def test_coordinator_stop_counts_queued_and_unread_work_as_not_sent(tmp_path):
     assert st.outcomes["interrupted"] == 9 and st.outcomes["delivered"] == 1
 
 
-def test_coordinator_takes_no_more_input_while_the_sink_is_full(tmp_path):
+def test_coordinator_takes_no_more_input_while_the_sink_is_full(tmp_path, reading):
     stop = StopFlag()
     lines = [track(n) for n in range(3000)]  # several read batches
     coordinator, sink, ledger = _coordinator(tmp_path, lines, lambda inbox: FakeSink(inbox, room=False), stop=stop)
