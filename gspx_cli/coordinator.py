@@ -146,7 +146,7 @@ class Coordinator:
         self._dispatcher = Dispatcher(settings, sink=sink, reporter=reporter, ledger=ledger, store=self._store,
                                       resuming=self._resuming, dedupe=dedupe, event_filter=event_filter)
         watch = checkpoint.watch() if checkpoint is not None else None  # looked up as the walk reaches each input
-        self._reader = ReaderThread(paths, inbox, self.read_stats, max_line_bytes=max_line_bytes,
+        self._reader = ReaderThread(paths, inbox, self.read_stats, stop.is_set, max_line_bytes=max_line_bytes,
                                     skip_lines=watch.skip_lines if watch is not None else None, stdin=stdin,
                                     inputs=watch, window=window,
                                     outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))
@@ -180,7 +180,11 @@ class Coordinator:
             if self._reader_done and not self._pending and self._outstanding == 0:
                 return
             if not self._pending and not self._reader_done:
-                self._reader.pull()  # inline reading: the next batch, now (else no-op: the thread puts them)
+                message = self._reader.pull()  # inline reading: the next batch, now (else None: a thread reads)
+                if message is not None:
+                    self._handle(message)
+                    self._tick()
+                    continue
             try:
                 message = inbox.get_nowait()
             except queue.Empty:

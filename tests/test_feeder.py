@@ -18,11 +18,11 @@ def lines_file(path, n):
 
 
 def drain_inline(reader):
-    """Every message an inline reader puts on its inbox, pulled one by one as the coordinator does."""
-    inbox, messages = reader._inbox, []
-    while reader.pull():
-        messages.append(inbox.get_nowait())
-        if messages[-1][0] == "eof":
+    """Every message of an inline reader, pulled one by one as the coordinator does."""
+    messages = []
+    while (message := reader.pull()) is not None:
+        messages.append(message)
+        if message[0] == "eof":
             break
     return messages
 
@@ -72,7 +72,7 @@ def test_an_inline_reader_starts_no_thread_and_hands_every_line_in_order_then_th
     assert [(os.path.basename(i[0]), i[1]) for i in items] == (
         [("a.ndjson", k) for k in range(1, n + 1)] + [("b.ndjson", 1), ("b.ndjson", 2)])
     assert all(len(m[1]) <= MAX_BATCH for m in messages[:-1])
-    assert not reader.pull()  # nothing after the end
+    assert reader.pull() is None  # nothing after the end
 
 
 def test_a_stopped_inline_reader_reads_nothing_more_and_closes_its_file(tmp_path):
@@ -80,12 +80,30 @@ def test_a_stopped_inline_reader_reads_nothing_more_and_closes_its_file(tmp_path
                           max_line_bytes=1 << 20)
     fds = open_fds()
     reader.start()
-    assert reader.pull() and reader._inbox.get_nowait()[0] == "lines"
+    assert reader.pull()[0] == "lines"
     assert open_fds() == fds + 1  # the file, open mid-read
     reader.stop()
-    assert reader.pull() and reader._inbox.get_nowait() == ("eof", None)  # not another batch
+    assert reader.pull() == ("eof", None)  # not another batch
     reader.join(0.5)
-    assert open_fds() == fds and not reader.pull()
+    assert open_fds() == fds and reader.pull() is None
+
+
+def test_an_inline_read_ends_at_the_next_chunk_once_the_run_is_stopping(tmp_path):
+    # a resume passing over a long settled prefix, or a stretch of blank lines, is one long pull:
+    # the run's stop flag is looked at before each chunk, so a signal does not wait for its end
+    path = tmp_path / "a.ndjson"
+    path.write_bytes(b"\n" * (8 << 20) + b'{"type":"track","userId":"u","event":"E"}\n')
+    looks = []
+
+    def run_stopped():
+        looks.append(1)
+        return len(looks) > 3  # the signal comes while the blank lines are read
+
+    reader = ReaderThread([str(path)], queue.SimpleQueue(), stats := ReadStats(), run_stopped,
+                          max_line_bytes=1 << 20)
+    reader.start()
+    assert reader.pull() == ("eof", None)  # the event after the blank lines is never read
+    assert 0 < stats.bytes_read < (1 << 20)
 
 
 def test_a_reader_bug_inline_is_handed_on_as_the_end_with_its_error(tmp_path, monkeypatch):
@@ -115,4 +133,4 @@ def test_a_threaded_reader_hands_on_the_same_messages_as_an_inline_one(tmp_path)
         if got[-1][0] == "lines":
             threaded.room.release()
     threaded.join(1.0)
-    assert got == expected and not threaded.pull()
+    assert got == expected and threaded.pull() is None

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -19,6 +20,8 @@ from gspx_cli.state.ledger import DELIVERED, Ledger
 from gspx_cli.mapping.plan import Plan
 from gspx_cli.report.reporter import Reporter
 from gspx_cli.state.store import CheckpointStore
+from gspx_cli.read.feeder import READ_AHEAD_BATCHES
+from gspx_cli.read.reader import MAX_BATCH
 
 
 def track(n, user=None):
@@ -317,6 +320,7 @@ def _coordinator(tmp_path, lines, sink_factory, stop=None, checkpoint=None):
 def test_coordinator_settles_only_from_completions_and_ends_when_all_are_back(tmp_path, reading):
     lines = [track(n) for n in range(5)] + ['{"type":"page","userId":"u"}', "not json"]
     coordinator, sink, ledger = _coordinator(tmp_path, lines, FakeSink)
+    assert coordinator._reader.inline == (reading == "inline")
 
     def complete_later():
         wait_until(lambda: len(sink.taken) == 5, 5.0)
@@ -429,3 +433,72 @@ def test_a_usage_error_with_stderr_closed_writes_nothing_to_stdout(tmp_path, arg
                           preexec_fn=lambda: os.close(2))
     assert proc.returncode == 2
     assert proc.stdout == b""
+
+
+class InstantSink(FakeSink):
+    """A fast PX: every plan's completion is on the inbox before submit() returns."""
+
+    def __init__(self, inbox):
+        super().__init__(inbox)
+        self.submitted = 0
+        self.most_ahead = 0  # the most lines read and not yet handed to the sink
+        self.read_stats = None
+
+    def submit(self, record, plan):
+        self.submitted += 1
+        if self.read_stats is not None:
+            self.most_ahead = max(self.most_ahead, self.read_stats.lines - self.submitted)
+        self.inbox.put(("done", record, DELIVERED, None, plan.type, ()))
+        return None
+
+
+def test_read_ahead_stays_bounded_when_completions_come_back_fast(tmp_path, reading):
+    # what is read and not yet dispatched stays a few batches (memory, and what a stop leaves unsent),
+    # also when completions keep the inbox busy (inline: a batch is never queued behind them)
+    n = 40 * MAX_BATCH
+    coordinator, sink, ledger = _coordinator(tmp_path, [track(i) for i in range(n)], InstantSink)
+    assert coordinator._reader.inline == (reading == "inline")
+    sink.read_stats = coordinator.read_stats
+    coordinator.run()
+    assert ledger.stats.outcomes == {"delivered": n}
+    assert sink.most_ahead <= (READ_AHEAD_BATCHES + 2) * MAX_BATCH, f"{sink.most_ahead:,} lines read ahead"
+
+
+def test_a_stop_is_acted_on_at_once_while_a_plain_file_read_inline_takes_long(tmp_path):
+    # CLI.md: a signal ends a run within about a second. Inline, a batch that takes long to read (a
+    # resume passing over a long settled prefix, a slow mount, blank lines) is one pull: the run's stop
+    # flag ends it at the next chunk, so what follows the stop is neither waited for nor read. The signal
+    # is a real one (SIGALRM, handled on the main thread as SIGINT is), sent once the first lines are in.
+    # (A reader thread may well read the whole file before the coordinator takes its second batch: the
+    # time to stop with one is pinned with pipes, above.)
+    coordinator, sink, ledger = _coordinator(tmp_path, [track(i) for i in range(2 * MAX_BATCH)], InstantSink)
+    assert coordinator._reader.inline
+    with open(tmp_path / "in.ndjson", "ab") as f:
+        f.write(b"\n" * (24 << 20))
+        f.write("".join(track(i) + "\n" for i in range(10)).encode())
+    stop, stats, at_stop = coordinator._stop, coordinator.read_stats, []
+    submit = sink.submit
+
+    def submit_then_alarm(record, plan):
+        if sink.submitted == MAX_BATCH:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return submit(record, plan)
+
+    def on_alarm(signum, frame):
+        at_stop.extend((time.monotonic(), stats.bytes_read))
+        stop.set("SIGINT")
+
+    sink.submit = submit_then_alarm
+    before = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        coordinator.run()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+    assert at_stop, "the run ended before the signal"
+    took, read_after = time.monotonic() - at_stop[0], stats.bytes_read - at_stop[1]
+    assert stop.reason == "SIGINT" and took < 1.0, f"the run went on {took:.1f} s after the signal"
+    assert read_after < (4 << 20), f"{read_after:,} bytes read after the signal"
+    st = ledger.stats
+    assert st.read == st.outcomes["delivered"] + st.outcomes.get("interrupted", 0)
+    assert st.read < 2 * MAX_BATCH + 10  # the events after the blank lines were never read

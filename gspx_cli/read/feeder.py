@@ -39,15 +39,19 @@ def reads_inline(paths):
 
 
 class ReaderThread:
-    """The reader: puts batches on the inbox, from a thread at most READ_AHEAD_BATCHES ahead, or (inline,
-    reads_inline()) one each time the coordinator calls pull() having nothing pending."""
+    """The reader: puts batches on the inbox from a thread, at most READ_AHEAD_BATCHES ahead; or (inline,
+    reads_inline()) gives the coordinator the next one each time it calls pull() having nothing pending.
 
-    def __init__(self, paths, inbox, stats, **read_options):
+    run_stopped(): the run's stop flag, which an inline read looks at before each chunk it reads, so a
+    signal ends a long read (a resume passing over a settled prefix, a slow mount) within one chunk."""
+
+    def __init__(self, paths, inbox, stats, run_stopped=None, **read_options):
         self._paths = list(paths)
         self._inbox = inbox
         self._stats = stats
         self._options = read_options
         self._stopped = threading.Event()
+        self._run_stopped = run_stopped
         self.room = threading.Semaphore(READ_AHEAD_BATCHES)
         self._thread = threading.Thread(target=self._run, name="gspx-reader", daemon=True)
         self.inline = reads_inline(self._paths)
@@ -70,15 +74,14 @@ class ReaderThread:
             self._thread.join(timeout)
 
     def pull(self):
-        """Inline: the next message (a batch, a stop, the end) put on the inbox; False when none is left
-        or the reader has a thread of its own."""
+        """Inline: the next message (a batch, a stop, the end), for the coordinator to handle at once (never
+        queued behind completions: one batch at a time); None when none is left or the reader has a thread."""
         if self._messages is None:
-            return False
+            return None
         for message in self._messages:
-            self._inbox.put(message)
-            return True
+            return message
         self._messages = None
-        return False
+        return None
 
     def _run(self):
         stopped = self._stopped.is_set
@@ -94,6 +97,11 @@ class ReaderThread:
         and ("eof", the exception of a bug in the reader or None)."""
         error = None
         stopped = self._stopped.is_set
+        if self.inline and self._run_stopped is not None:
+            own, run_stopped = stopped, self._run_stopped
+
+            def stopped():
+                return own() or run_stopped()
         try:
             for batch in iter_line_batches(self._paths, stats=self._stats, stopped=stopped, **self._options):
                 yield ("lines", batch)
