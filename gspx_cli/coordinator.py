@@ -12,7 +12,7 @@ import time
 from gspx_cli.delivery.budget import DailyBudget, utc_day
 from gspx_cli.dispatch import Dispatcher, type_of
 from gspx_cli.errors import STOP_EXIT_CODES
-from gspx_cli.read.feeder import ReaderThread
+from gspx_cli.read.feeder import Reader
 from gspx_cli.read.reader import ReadStats, parse_batch
 from gspx_cli.state.ledger import INTERRUPTED
 
@@ -146,7 +146,7 @@ class Coordinator:
         self._dispatcher = Dispatcher(settings, sink=sink, reporter=reporter, ledger=ledger, store=self._store,
                                       resuming=self._resuming, dedupe=dedupe, event_filter=event_filter)
         watch = checkpoint.watch() if checkpoint is not None else None  # looked up as the walk reaches each input
-        self._reader = ReaderThread(paths, inbox, self.read_stats, stop.is_set, max_line_bytes=max_line_bytes,
+        self._reader = Reader(paths, inbox, self.read_stats, stop.is_set, max_line_bytes=max_line_bytes,
                                     skip_lines=watch.skip_lines if watch is not None else None, stdin=stdin,
                                     inputs=watch, window=window,
                                     outputs=(ledger.failed_output, checkpoint.path if checkpoint else None))

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from gspx_cli.read.feeder import ReaderThread, reads_inline
+from gspx_cli.read.feeder import Reader, reads_inline
 from gspx_cli.read.reader import MAX_BATCH, ReadStats
 
 
@@ -59,7 +59,7 @@ def test_anything_that_may_wait_or_overlap_keeps_the_reader_thread(tmp_path, oth
 
 def test_an_inline_reader_starts_no_thread_and_hands_every_line_in_order_then_the_end(tmp_path):
     n = 2 * MAX_BATCH + 7  # several batches
-    reader = ReaderThread([lines_file(tmp_path / "a.ndjson", n), lines_file(tmp_path / "b.ndjson", 2)],
+    reader = Reader([lines_file(tmp_path / "a.ndjson", n), lines_file(tmp_path / "b.ndjson", 2)],
                           queue.SimpleQueue(), ReadStats(), max_line_bytes=1 << 20)
     before = {t.name for t in threading.enumerate()}
     reader.start()
@@ -76,7 +76,7 @@ def test_an_inline_reader_starts_no_thread_and_hands_every_line_in_order_then_th
 
 
 def test_a_stopped_inline_reader_reads_nothing_more_and_closes_its_file(tmp_path):
-    reader = ReaderThread([lines_file(tmp_path / "a.ndjson", 5 * MAX_BATCH)], queue.SimpleQueue(), ReadStats(),
+    reader = Reader([lines_file(tmp_path / "a.ndjson", 5 * MAX_BATCH)], queue.SimpleQueue(), ReadStats(),
                           max_line_bytes=1 << 20)
     fds = open_fds()
     reader.start()
@@ -99,7 +99,7 @@ def test_an_inline_read_ends_at_the_next_chunk_once_the_run_is_stopping(tmp_path
         looks.append(1)
         return len(looks) > 3  # the signal comes while the blank lines are read
 
-    reader = ReaderThread([str(path)], queue.SimpleQueue(), stats := ReadStats(), run_stopped,
+    reader = Reader([str(path)], queue.SimpleQueue(), stats := ReadStats(), run_stopped,
                           max_line_bytes=1 << 20)
     reader.start()
     assert reader.pull() == ("eof", None)  # the event after the blank lines is never read
@@ -112,7 +112,7 @@ def test_a_reader_bug_inline_is_handed_on_as_the_end_with_its_error(tmp_path, mo
         raise RuntimeError("boom")
 
     monkeypatch.setattr("gspx_cli.read.feeder.iter_line_batches", broken)
-    reader = ReaderThread([lines_file(tmp_path / "a.ndjson", 1)], queue.SimpleQueue(), ReadStats())
+    reader = Reader([lines_file(tmp_path / "a.ndjson", 1)], queue.SimpleQueue(), ReadStats())
     reader.start()
     messages = drain_inline(reader)
     assert [m[0] for m in messages] == ["lines", "eof"] and str(messages[-1][1]) == "boom"
@@ -120,11 +120,11 @@ def test_a_reader_bug_inline_is_handed_on_as_the_end_with_its_error(tmp_path, mo
 
 def test_a_threaded_reader_hands_on_the_same_messages_as_an_inline_one(tmp_path):
     paths = [lines_file(tmp_path / "a.ndjson", MAX_BATCH + 3)]
-    inline = ReaderThread(paths, queue.SimpleQueue(), ReadStats(), max_line_bytes=1 << 20)
+    inline = Reader(paths, queue.SimpleQueue(), ReadStats(), max_line_bytes=1 << 20)
     inline.start()
     expected = drain_inline(inline)
     inbox = queue.SimpleQueue()
-    threaded = ReaderThread(paths, inbox, ReadStats(), max_line_bytes=1 << 20)
+    threaded = Reader(paths, inbox, ReadStats(), max_line_bytes=1 << 20)
     threaded.inline = False
     threaded.start()
     got = []
