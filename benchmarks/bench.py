@@ -129,26 +129,20 @@ def make_events(path, n, seed=5, mix=TYPE_MIX, exact_mix=False):
     out a few points above their weight (24% of 100,000 for 20%). exact_mix: the share of each type is its
     weight all the same: an identify goes to a user not seen yet while there is one, any other event to
     a user already seen (the first event is an identify)."""
-    if exact_mix:
-        return _make_events_exact(path, n, seed, mix)
     rng = random.Random(seed)
     n_users = max(2, round(n * USERS_PER_EVENT))
     n_accounts = max(1, round(n_users * ACCOUNTS_PER_USER))
     account_of = [f"acct-{i % n_accounts:05d}" for i in range(n_users)]
     types, weights = zip(*mix)
-    seen = set()
+    pick, seen = (_exact_picks if exact_mix else _first_sight_picks)(rng, n_users, types, weights)
     ms = 1714560000000
     import json  # the generator's own, independent of gspx's jsonio
 
     with open(path, "w", encoding="utf-8") as out:
         for _ in range(n):
             ms += rng.randint(1, 2000)
-            u = rng.randrange(n_users)
+            kind, u = pick()
             user = f"user-{u:06d}"
-            kind = rng.choices(types, weights)[0]
-            if user not in seen:  # a user is identified when first seen, as SDKs do on login
-                kind = "identify"
-                seen.add(user)
             if kind == "identify":
                 event = _identify(rng, user, ms)
             elif kind == "group":
@@ -159,36 +153,35 @@ def make_events(path, n, seed=5, mix=TYPE_MIX, exact_mix=False):
     return len(seen)
 
 
-def _make_events_exact(path, n, seed, mix):
-    rng = random.Random(seed)
-    n_users = max(2, round(n * USERS_PER_EVENT))
-    n_accounts = max(1, round(n_users * ACCOUNTS_PER_USER))
-    account_of = [f"acct-{i % n_accounts:05d}" for i in range(n_users)]
-    types, weights = zip(*mix)
+def _first_sight_picks(rng, n_users, types, weights):
+    """(pick() -> (type, user number), the users seen): a random user and type, identify at first sight."""
+    seen = set()
+
+    def pick():
+        u = rng.randrange(n_users)
+        kind = rng.choices(types, weights)[0]
+        if u not in seen:  # a user is identified when first seen, as SDKs do on login
+            kind = "identify"
+            seen.add(u)
+        return kind, u
+
+    return pick, seen
+
+
+def _exact_picks(rng, n_users, types, weights):
+    """As _first_sight_picks, the types drawn first: an identify takes a user not seen yet while there is one."""
     unseen = list(range(n_users))
     rng.shuffle(unseen)
     seen = []
-    ms = 1714560000000
-    import json  # the generator's own, independent of gspx's jsonio
 
-    with open(path, "w", encoding="utf-8") as out:
-        for _ in range(n):
-            ms += rng.randint(1, 2000)
-            kind = rng.choices(types, weights)[0] if seen else "identify"
-            if kind == "identify" and unseen:
-                u = unseen.pop()
-                seen.append(u)
-            else:
-                u = rng.choice(seen)
-            user = f"user-{u:06d}"
-            if kind == "identify":
-                event = _identify(rng, user, ms)
-            elif kind == "group":
-                event = _group(rng, user, account_of[u], ms)
-            else:
-                event = _track(rng, user, account_of[u], ms)
-            out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-    return len(seen)
+    def pick():
+        kind = rng.choices(types, weights)[0] if seen else "identify"
+        if kind == "identify" and unseen:
+            seen.append(unseen.pop())
+            return kind, seen[-1]
+        return kind, rng.choice(seen)
+
+    return pick, seen
 
 
 def write_config(path, base_url=None):
