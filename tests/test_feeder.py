@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from gspx_cli.read.feeder import Reader, reads_inline
-from gspx_cli.read.reader import MAX_BATCH, ReadStats
+from gspx_cli.read.reader import MAX_BATCH, ReadStats, iter_line_batches
 
 
 def lines_file(path, n):
@@ -134,3 +134,27 @@ def test_a_threaded_reader_hands_on_the_same_messages_as_an_inline_one(tmp_path)
             threaded.room.release()
     threaded.join(1.0)
     assert got == expected and threaded.pull() is None
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_read_a_stop_cuts_mid_line_hands_on_whole_lines_only_and_no_damage(tmp_path, gzipped):
+    # the input stays where it is: the line the stop cut is not read, and a gzip stream cut short by the
+    # stop is not a damaged file
+    import random
+
+    rng = random.Random(7)  # incompressible: the gzip file spans many chunks too
+    lines = [b'{"type":"track","userId":"u","event":"E","pad":"%s"}' % rng.randbytes(300).hex().encode()
+             for _ in range(2000)]
+    data = b"".join(line + b"\n" for line in lines)
+    path = tmp_path / ("a.ndjson.gz" if gzipped else "a.ndjson")
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    looks = []
+
+    def stopped():  # before each chunk read: the third read never happens
+        looks.append(1)
+        return len(looks) > 3
+
+    items = [item for batch in iter_line_batches([str(path)], stopped=stopped, max_line_bytes=1 << 20)
+             for item in batch]
+    assert items and all(type(item) is tuple for item in items), "a problem Record"
+    assert [item[2] for item in items] == lines[:len(items)] and len(items) < len(lines)

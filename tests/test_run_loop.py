@@ -303,14 +303,14 @@ def reading(request, monkeypatch):
     return request.param
 
 
-def _coordinator(tmp_path, lines, sink_factory, stop=None, checkpoint=None):
+def _coordinator(tmp_path, lines, sink_factory, stop=None, checkpoint=None, failed_output=None):
     cfg = write_config(tmp_path, "https://px.example.test/v1")
     settings = load_settings(cfg, require_api_key=False)
     events = tmp_path / "in.ndjson"
     events.write_text("".join(line + "\n" for line in lines))
     inbox = queue.SimpleQueue()
     sink = sink_factory(inbox)
-    ledger = Ledger(checkpoint=checkpoint)
+    ledger = Ledger(checkpoint=checkpoint, failed_output=failed_output)
     reporter = Reporter(err=open(os.devnull, "w"), quiet=True, progress=False)
     coordinator = Coordinator(settings, [str(events)], sink=sink, inbox=inbox, reporter=reporter, ledger=ledger,
                               stop=stop or StopFlag(), max_line_bytes=1 << 20)
@@ -443,9 +443,11 @@ class InstantSink(FakeSink):
         self.submitted = 0
         self.most_ahead = 0  # the most lines read and not yet handed to the sink
         self.read_stats = None
+        self.sent = []  # the raw line of each plan
 
     def submit(self, record, plan):
         self.submitted += 1
+        self.sent.append(record.raw)
         if self.read_stats is not None:
             self.most_ahead = max(self.most_ahead, self.read_stats.lines - self.submitted)
         self.inbox.put(("done", record, DELIVERED, None, plan.type, ()))
@@ -502,3 +504,57 @@ def test_a_stop_is_acted_on_at_once_while_a_plain_file_read_inline_takes_long(tm
     st = ledger.stats
     assert st.read == st.outcomes["delivered"] + st.outcomes.get("interrupted", 0)
     assert st.read < 2 * MAX_BATCH + 10  # the events after the blank lines were never read
+
+
+def padded_track(n):
+    return json.dumps({"type": "track", "userId": f"u{n % 7}", "event": "E", "properties": {"n": n, "pad": "x" * (n % 17)}})
+
+
+def run_stopped_mid_read(tmp_path, monkeypatch, lines, stop_after_chunk, **ledger_options):
+    """A coordinator run whose stop lands while the chunk after stop_after_chunk is cut into lines (inline:
+    a signal inside pull(); with a reader thread, _wind_down's reader.stop() while it reads)."""
+    from gspx_cli.read import reader as reader_module
+
+    coordinator, sink, ledger = _coordinator(tmp_path, lines, InstantSink, **ledger_options)
+    chunks_of = reader_module._RawChunks.__iter__
+
+    def chunks(raw):
+        for at, data in enumerate(chunks_of(raw)):
+            yield data
+            if at == stop_after_chunk:
+                coordinator._stop.set("SIGINT")
+                coordinator._reader.stop()
+
+    monkeypatch.setattr(reader_module._RawChunks, "__iter__", chunks)
+    coordinator.run()
+    monkeypatch.setattr(reader_module._RawChunks, "__iter__", chunks_of)
+    return sink, ledger
+
+
+def test_a_stop_in_the_middle_of_a_line_of_a_file_leaves_no_cut_off_line_in_the_failed_output(
+        tmp_path, monkeypatch, reading):
+    # the file keeps what was not read: the line the stop cut is not read (neither sent nor failed)
+    from gspx_cli.read.reader import READ_CHUNK_BYTES
+
+    lines = [padded_track(n) for n in range(4000)]
+    data = "".join(line + "\n" for line in lines).encode()
+    assert b"\n" not in data[2 * READ_CHUNK_BYTES - 10:2 * READ_CHUNK_BYTES + 10]  # the cut is inside a line
+    failed = tmp_path / "failed.ndjson"
+    sink, ledger = run_stopped_mid_read(tmp_path, monkeypatch, lines, 1, failed_output=str(failed))
+    st = ledger.stats
+    unsent = failed.read_bytes().splitlines() if failed.exists() else []
+    assert not set(unsent) - set(line.encode() for line in lines), "a cut-off line in the failed output"
+    assert st.read == st.outcomes[DELIVERED] + st.outcomes["interrupted"] == len(sink.sent) + len(unsent)
+    assert st.outcomes.get("invalid", 0) == 0
+
+
+def test_stops_mid_read_and_within_a_resumed_prefix_then_a_rerun_send_each_event_of_a_file_once(
+        tmp_path, monkeypatch, reading):
+    lines = [padded_track(n) for n in range(6000)]
+    checkpoint = str(tmp_path / "run.ckpt")
+    sent = []
+    for at in (3, 1, 4, None):  # the second run stops while it passes over the first run's settled lines
+        sink, ledger = run_stopped_mid_read(tmp_path, monkeypatch, lines, at, checkpoint=checkpoint)
+        sent += sink.sent
+    assert sorted(sent) == sorted(line.encode() for line in lines)
+

@@ -207,6 +207,12 @@ class _RawChunks:
             self._read = lambda n: os.read(fd, n)  # not the BufferedReader: select() must see all that is unread
             # A pipe, FIFO or terminal may stay silent for ever: wait in short slices so a stop is noticed.
             self._fd = None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
+        self._cut = False  # the read was stopped before the end
+
+    def cut_short(self):
+        """True when a stop ended the read before the input's end, and what was not read stays where it is
+        (a file, an object; not a pipe's bytes, taken from it): its unfinished last line is no line."""
+        return self._cut and self._fd is None
 
     def ready(self):
         """True when the next read will not wait (a regular file always; a pipe when bytes are there)."""
@@ -216,6 +222,7 @@ class _RawChunks:
         read, fd, stopped, stats = self._read, self._fd, self._stopped, self._stats
         while True:
             if stopped is not None and stopped():
+                self._cut = True
                 return
             if fd is not None and not select.select((fd,), (), (), POLL_SECONDS)[0]:
                 continue
@@ -273,7 +280,7 @@ def _source_batches(path, max_line_bytes, skip, stats, stdin, stopped, admit=Non
         if path.lower().endswith(".gz") or _starts_with_gzip(first):
             stream = gunzip(stream)
         tally = [] if ended is not None else None
-        yield from _screened(path, _split(path, stream, max_line_bytes, skip, stats, raw.ready, tally))
+        yield from _screened(path, _split(path, stream, max_line_bytes, skip, stats, raw.ready, tally, raw.cut_short))
         if tally and not (stopped is not None and stopped()):
             ended(path, tally[0], opened if opener is None else None)
     finally:
@@ -325,14 +332,16 @@ def _screened(source, batches):
         yield batch  # only problem Records so far (an overlong first line): the next line decides
 
 
-def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
+def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None, cut_short=None):
     """Cut a stream of byte chunks into lines and lines into Records, in batches of up to MAX_BATCH
     records; a batch goes as soon as nothing more is ready (ready() false), so each line of a slow
     pipe is handed on the moment its line end has arrived, and a file's lines go in full batches.
 
     A line still without its end is kept only up to the limit; beyond that it is discarded as it
     comes and reported as overlong, never held whole. tally: a list that gets the input's number of
-    lines once it is read to its end without a read error.
+    lines once it is read to its end without a read error. cut_short(): true once the chunks ended
+    because the run stopped in the middle of an input that stays where it is (_RawChunks.cut_short): the
+    line it was in is not handed on cut off (a rerun reads it whole), nor a gzip stream's cut reported.
     """
     # Room for "\r" after a line of exactly max_line_bytes, and 3 more for a BOM on line 1.
     limit = max_line_bytes + 4
@@ -410,6 +419,8 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
             if batch and (ready is None or not ready()):
                 yield batch
                 batch = []
+        if cut_short is not None and cut_short():
+            discarding, tail = False, None
         if discarding:
             line_no += 1
             if line_no > skip:
@@ -429,6 +440,10 @@ def _split(source, chunks, max_line_bytes, skip, stats, ready=None, tally=None):
         # line 0 when nothing at all could be read (e.g. a .gz that is not gzip).
         if stats is not None:
             stats.lines = lines_before + line_no
+        if cut_short is not None and cut_short():  # a gzip stream the stop cut is not damaged
+            if batch:
+                yield batch
+            return
         where = line_no + 1 if line_no or tail else 0
         batch.append(Record(source, where, b"", None, f"cannot read further, rest of input skipped: {_reason(exc)}"))
         yield batch
