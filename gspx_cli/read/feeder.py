@@ -1,5 +1,5 @@
 """The reader: reads batches of lines and hands them to the coordinator's inbox, a few ahead on a thread
-of its own, or one at a time on the coordinator's thread when every input is a plain file.
+of its own, or one at a time on the coordinator's thread when every input is a file on disk.
 
 It only reads: parsing, mapping and settling happen on the coordinator's thread (STYLE habit 13)."""
 
@@ -78,10 +78,10 @@ class Reader:
         queued behind completions: one batch at a time); None when none is left or the reader has a thread."""
         if self._messages is None:
             return None
-        for message in self._messages:
-            return message
-        self._messages = None
-        return None
+        message = next(self._messages, None)
+        if message is None:
+            self._messages = None
+        return message
 
     def _run(self):
         stopped = self._stopped.is_set
