@@ -297,7 +297,7 @@ class FakeSink:
 @pytest.fixture(params=["inline", "thread"])
 def reading(request, monkeypatch):
     """Each coordinator test twice: its file read on the coordinator's thread (as a plain file is), and
-    on the reader thread (as stdin, a pipe, a directory or a .gz file is)."""
+    on the reader thread (as stdin, a pipe, a directory or a bucket is)."""
     if request.param == "thread":
         monkeypatch.setattr("gspx_cli.read.feeder.reads_inline", lambda paths: False)
     return request.param
